@@ -210,3 +210,6 @@ class Parsed:
     slices: list[Slice] = field(default_factory=list)
     processes: list[Process] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+
+#: bytes in one GiB (mock inventories and docs speak GiB)
+GIB_ = 1024 * 1024 * 1024

@@ -1,0 +1,129 @@
+"""The aiohttp server both agents use: ``/metrics``, ``/healthz``, ``/readyz``.
+
+``/metrics`` serves the Prometheus text format (0.0.4), or OpenMetrics when
+the scraper's ``Accept`` header asks for it, gzip-compressed when
+``Accept-Encoding`` allows.  The body is rendered from a prometheus_client
+registry and cached per content type until ``cache_key()`` changes, so a
+scrape between two collection cycles only copies bytes.
+
+TLS and basic auth come from an exporter-toolkit web-config file
+(:mod:`accelscope.webconfig`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import ssl
+import threading
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from accelscope import __version__
+
+LANDING = """<!doctype html>
+<html><head><title>accelscope {name}</title></head>
+<body><h1>accelscope {name} {version}</h1>
+<ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li>
+<li><a href="/readyz">/readyz</a></li>{extra}</ul></body></html>
+"""
+
+
+class MetricsEndpoint:
+    """Renders a registry, caching bytes per (cache key, content type, gzip).
+
+    ``cache_key``: returns a value that changes whenever the data changes
+    (for the exporter: the snapshot store's version).  ``None`` disables
+    caching.  Thread-safe; the render runs in the event loop's thread.
+    """
+
+    def __init__(self, registry: CollectorRegistry, cache_key: Callable[[], Hashable] | None = None) -> None:
+        self.registry = registry
+        self.cache_key = cache_key
+        self._cache: dict[tuple[str, bool], tuple[Hashable, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def render(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, bool]:
+        """Return ``(body, content_type, gzipped)`` for the given request headers."""
+        encoder, content_type = choose_encoder(accept or "")
+        use_gzip = "gzip" in (accept_encoding or "")
+        key = self.cache_key() if self.cache_key else None
+        ck = (content_type, use_gzip)
+        if key is not None:
+            with self._lock:
+                hit = self._cache.get(ck)
+            if hit is not None and hit[0] == key:
+                return hit[1], content_type, use_gzip
+        body = encoder(self.registry)
+        if use_gzip:
+            body = gzip.compress(body, compresslevel=5)
+        if key is not None:
+            with self._lock:
+                self._cache[ck] = (key, body)
+        return body, content_type, use_gzip
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body, content_type, gz = self.render(request.headers.get("Accept"), request.headers.get("Accept-Encoding"))
+        headers = {"Content-Type": content_type}
+        if gz:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
+
+
+def build_app(name: str, registry: CollectorRegistry, *, ready: Callable[[], bool],
+              cache_key: Callable[[], Hashable] | None = None,
+              middlewares: Iterable[Any] = (),
+              extra_routes: Iterable[web.RouteDef] = (),
+              links: Iterable[str] = ()) -> web.Application:
+    """Create the aiohttp application.
+
+    ``name``: the agent (``exporter``, ``collector``) for the landing page.
+    ``ready``: ``/readyz`` answers 200 when it returns True, else 503.
+    ``middlewares``: e.g. the web-config auth middleware.
+    """
+    endpoint = MetricsEndpoint(registry, cache_key)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        if ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready: no collection cycle has finished yet\n")
+
+    extra = "".join(f'<li><a href="{p}">{p}</a></li>' for p in links)
+
+    async def index(_: web.Request) -> web.Response:
+        return web.Response(text=LANDING.format(name=name, version=__version__, extra=extra),
+                            content_type="text/html")
+
+    app = web.Application(middlewares=list(middlewares))
+    app.add_routes([web.get("/metrics", endpoint.handle), web.get("/healthz", healthz),
+                    web.get("/readyz", readyz), web.get("/", index), *extra_routes])
+    app["metrics_endpoint"] = endpoint
+    return app
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` (``[::1]:9400``, ``:9400`` = all interfaces).
+
+    Raises ValueError with a readable message on a bad value.
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--listen must be HOST:PORT (for example 0.0.0.0:9400), got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+async def start_site(app: web.Application, host: str, port: int,
+                     ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    """Start serving ``app``; returns the runner (call ``cleanup()`` to stop)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    await site.start()
+    return runner

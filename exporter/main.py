@@ -1,0 +1,208 @@
+"""``accelscope exporter``: the node agent's entry point.
+
+Thin: it turns options into sources (see :func:`build_sources`), starts one
+collection loop per source, serves ``/metrics`` and optionally pushes OTLP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from accelscope.config import ConfigError, annotate_help, load_yaml
+from accelscope.logs import event
+from accelscope.web import build_app, parse_listen, start_site
+from exporter.collect import SnapshotStore, SourceConfig, StoreCollector, collect_once, run_source_loop
+from exporter.render import RenderOptions
+
+SOURCES = ("nvml", "hami-vgpu", "mock", "replay")
+DEFAULT_LISTEN = "0.0.0.0:9417"
+DEFAULT_HAMI_DIR = "/usr/local/vgpu/containers"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Declare the exporter's options (see docs/configuration in README.md)."""
+    p.add_argument("--config", metavar="FILE", help="YAML config file; options go under 'exporter:' "
+                   "(env ACCELSCOPE_EXPORTER_CONFIG)")
+    p.add_argument("--source", default="nvml,hami-vgpu",
+                   help=f"comma-separated sources to run: {', '.join(SOURCES)}")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT to serve /metrics on")
+    p.add_argument("--replay", metavar="PATH", help="file or directory of captured nvidia-smi output "
+                   "for the replay source (-q -x XML, --query-gpu CSV, -L, --query-compute-apps)")
+    p.add_argument("--hami-vgpu-dir", default=DEFAULT_HAMI_DIR, metavar="DIR",
+                   help="HAMi-core shared-region directory (<podUID>_<container>/*.cache), read-only")
+    p.add_argument("--mock-inventory", metavar="FILE",
+                   help="YAML inventory for the mock source (default: the built-in demo node)")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between collections of each source")
+    p.add_argument("--timeout", type=float, default=8.0, help="seconds before a collection counts as timed out")
+    p.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""),
+                   help="value of the k8s_node_name label (falls back to $NODE_NAME)")
+    p.add_argument("--pod-uid-label", action="store_true",
+                   help="always fill k8s_pod_uid on attributed series (cardinality: one value per pod)")
+    p.add_argument("--per-process", action="store_true",
+                   help="emit accel_process_memory_usage_bytes per process (opt-in)")
+    p.add_argument("--web-config", metavar="FILE",
+                   help="exporter-toolkit web-config file for TLS and basic auth")
+    p.add_argument("--otlp-endpoint", metavar="URL", default="",
+                   help="push the same metrics over OTLP/HTTP to this endpoint (e.g. http://collector:4318); "
+                   "empty = off")
+    p.add_argument("--otlp-interval", type=float, default=30.0, help="seconds between OTLP pushes")
+    p.add_argument("--kube-api", choices=("auto", "on", "off"), default="auto",
+                   help="resolve pod names for HAMi vGPU slices through the Kubernetes API "
+                   "(auto: when running in a cluster)")
+    p.add_argument("--once", action="store_true",
+                   help="collect every source once, print /metrics to stdout and exit")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="log level")
+    p.add_argument("--log-format", default="json", choices=("json", "text"), help="log format")
+    annotate_help(p, "exporter")
+
+
+def parse_sources(value: str) -> list[str]:
+    """Split and check ``--source``; raises ConfigError on an unknown name."""
+    names = [s.strip() for s in value.split(",") if s.strip()]
+    bad = [n for n in names if n not in SOURCES]
+    if bad or not names:
+        raise ConfigError(f"--source: unknown source(s) {', '.join(bad) or '(none given)'}; "
+                          f"choose from {', '.join(SOURCES)}")
+    return names
+
+
+def build_sources(args: argparse.Namespace) -> list[SourceConfig]:
+    """Instantiate the selected sources with their loop settings.
+
+    Per-source ``interval``/``timeout`` may be set in the config file under
+    ``exporter: {sources: {nvml: {interval: 5}}}``.  Raises ConfigError.
+    """
+    names = parse_sources(args.source)
+    per_source = (getattr(args, "config_sections", {}) or {}).get("sources", {}) or {}
+    out: list[SourceConfig] = []
+    for name in names:
+        if name == "nvml":
+            from exporter.sources.nvml import NvmlSource
+            src: Any = NvmlSource(per_process=args.per_process)
+        elif name == "hami-vgpu":
+            from exporter.sources.hami_vgpu import HamiVgpuSource
+            src = HamiVgpuSource(args.hami_vgpu_dir, pod_resolver=_pod_resolver(args))
+        elif name == "mock":
+            from exporter.sources.mock import MockSource
+            inventory = None
+            if args.mock_inventory:
+                inventory = load_yaml(args.mock_inventory)
+            elif "mock" in (getattr(args, "config_sections", {}) or {}):
+                inventory = args.config_sections["mock"]
+            try:
+                src = MockSource(inventory)
+            except ValueError as exc:
+                raise ConfigError(f"mock inventory: {exc}") from exc
+        else:  # replay
+            if not args.replay:
+                raise ConfigError("--source replay needs --replay PATH (a capture file or directory)")
+            if not Path(args.replay).exists():
+                raise ConfigError(f"--replay {args.replay}: no such file or directory")
+            from exporter.sources.replay import ReplaySource
+            src = ReplaySource(args.replay)
+        opts = per_source.get(name, {}) or {}
+        out.append(SourceConfig(src, float(opts.get("interval", args.interval)),
+                                float(opts.get("timeout", args.timeout))))
+    return out
+
+
+_resolver_cache: dict[str, Any] = {}
+
+
+def _pod_resolver(args: argparse.Namespace):
+    if args.kube_api == "off":
+        return None
+    if args.kube_api == "auto" and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+    from exporter.attribution.k8s_pods import PodNameResolver
+    resolver = PodNameResolver(node_name=args.node_name)
+    _resolver_cache["resolver"] = resolver
+    return resolver.lookup
+
+
+def render_options(args: argparse.Namespace) -> RenderOptions:
+    return RenderOptions(node_name=args.node_name, pod_uid_label=args.pod_uid_label,
+                         per_process=args.per_process)
+
+
+def make_registry(store: SnapshotStore, opts: RenderOptions) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(store, opts))
+    return registry
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the exporter until SIGINT/SIGTERM.  Returns the exit status."""
+    sources = build_sources(args)
+    store = SnapshotStore()
+    opts = render_options(args)
+    registry = make_registry(store, opts)
+    if args.once:
+        collect_once([c.source for c in sources], store)
+        sys.stdout.write(generate_latest(registry).decode())
+        for c in sources:
+            c.source.close()
+        return 0
+    web_cfg = None
+    if args.web_config:
+        from accelscope.webconfig import WebConfigError, load_web_config
+        try:
+            web_cfg = load_web_config(args.web_config)
+        except WebConfigError as exc:
+            raise ConfigError(str(exc)) from exc
+    host, port = parse_listen(args.listen)
+    return asyncio.run(_serve(args, sources, store, registry, web_cfg, host, port))
+
+
+async def _serve(args, sources, store, registry, web_cfg, host, port) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
+            pass
+    middlewares = []
+    ssl_ctx = None
+    if web_cfg is not None:
+        mw = web_cfg.middleware(exempt=("/healthz", "/readyz"))
+        if mw is not None:
+            middlewares.append(mw)
+        ssl_ctx = web_cfg.ssl_context()
+    app = build_app("exporter", registry, ready=store.ready, cache_key=lambda: store.version,
+                    middlewares=middlewares)
+    runner = await start_site(app, host, port, ssl_ctx)
+    scheme = "https" if ssl_ctx else "http"
+    event("exporter_listening", url=f"{scheme}://{host}:{port}/metrics",
+          sources=[c.source.name for c in sources])
+    tasks = [asyncio.create_task(run_source_loop(c, store, stop)) for c in sources]
+    pusher = None
+    if args.otlp_endpoint:
+        from exporter.otlp import OtlpPusher
+        pusher = OtlpPusher(store, render_options(args), args.otlp_endpoint, args.otlp_interval)
+        pusher.start()
+    resolver = _resolver_cache.get("resolver")
+    if resolver is not None:
+        resolver.start()
+    await stop.wait()
+    event("exporter_stopping")
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if pusher is not None:
+        pusher.shutdown()
+    if resolver is not None:
+        resolver.stop()
+    await runner.cleanup()
+    return 0
+
+
+__all__ = ["add_arguments", "build_sources", "run"]

@@ -1,0 +1,80 @@
+"""``make generate``: rebuild every generated file from its source.
+
+Today: ``docs/metrics.md`` from the schema modules.  (Dashboards, alert
+rules and the chart's copies join here as they are built.)  Each generator
+is a pure function returning ``{relative path: text}`` so the staleness test
+can compare without writing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from accelscope.schema import render_markdown
+from exporter import schema as exporter_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+
+METRICS_INTRO = """\
+Generated from `exporter/schema.py` by `make generate`; do not edit by hand.
+
+Names follow the OpenTelemetry hardware semantic conventions translated the way Prometheus' OTLP
+ingestion does by default: `hw.gpu.memory.usage` (By) becomes `hw_gpu_memory_usage_bytes`, gauges with
+unit `1` get `_ratio`, counters get `_total`. What OTel lacks lives under `accel_*`.
+
+**Units:** base units only: bytes, seconds, watts, joules, degrees Celsius, hertz; every `_ratio` is 0–1.
+A value that is not reported (N/A, unsupported, a secondary die) produces **no sample**, never 0.
+
+**Devices and slices are separate families.** Physical devices are in `hw_*` and `accel_*` device
+families; virtual slices (MIG, HAMi vGPU, vNPU...) are only in `accel_slice_*`, linked to their device
+by `hw_parent` (= the device's `hw_id`), so `sum()` never double-counts.
+
+**Labels.** Identity: `hw_id` (vendor UUID, else serial, else `<vendor>-<pci bus id>`), `hw_name`
+(`gpu0`), `hw_vendor`, `hw_model`, `accel_kind` (gpu, npu, dcu, xpu, mlu), `accel_index`,
+`k8s_node_name`. Workload, on device and slice series (empty when not allocated):
+`k8s_namespace_name`, `k8s_pod_name`, `k8s_container_name`, and `k8s_pod_uid` (filled with
+`--pod-uid-label`, or when the UID is the only identity known). Descriptive attributes (serial,
+driver, firmware, PCI bus id, NUMA node, compute capability, slice profile) are only on
+`accel_device_info` and `accel_slice_info`; join them with `* on (hw_id) group_left(...)`.
+
+`hw_status` has one series per `hw_state` (`ok`, `degraded`, `failed`, `predicted_failure`) with value
+1 for the current state. A device the driver reports lost stays visible as `hw_state="failed"`.
+
+Stability: every `hw.*` name is at OTel stability *development*; we mark our own families the same
+until a release says otherwise.
+"""
+
+
+def generate_metrics_doc() -> dict[str, str]:
+    text = render_markdown("Metric reference", METRICS_INTRO, [
+        (f"Exporter — {title}", specs) for title, specs in exporter_schema.GROUPS])
+    return {"docs/metrics.md": text}
+
+
+GENERATORS = [generate_metrics_doc]
+
+
+def generate_all() -> dict[str, str]:
+    """Return every generated file as ``{path relative to the repo: text}``."""
+    out: dict[str, str] = {}
+    for gen in GENERATORS:
+        out.update(gen())
+    return out
+
+
+def main() -> int:
+    changed = 0
+    for rel, text in generate_all().items():
+        path = ROOT / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            changed += 1
+            print(f"wrote {rel}")
+    print(f"generate: {changed} file(s) changed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
