@@ -24,6 +24,9 @@ from prometheus_client.exposition import choose_encoder
 
 from accelscope import __version__
 
+#: where build_app stores the MetricsEndpoint on the application
+METRICS_ENDPOINT = web.AppKey("metrics_endpoint", object)
+
 LANDING = """<!doctype html>
 <html><head><title>accelscope {name}</title></head>
 <body><h1>accelscope {name} {version}</h1>
@@ -103,7 +106,7 @@ def build_app(name: str, registry: CollectorRegistry, *, ready: Callable[[], boo
     app = web.Application(middlewares=list(middlewares))
     app.add_routes([web.get("/metrics", endpoint.handle), web.get("/healthz", healthz),
                     web.get("/readyz", readyz), web.get("/", index), *extra_routes])
-    app["metrics_endpoint"] = endpoint
+    app[METRICS_ENDPOINT] = endpoint
     return app
 
 

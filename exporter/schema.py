@@ -204,3 +204,20 @@ GROUPS = [
     ("Processes (opt-in)", PROCESS_FAMILIES),
     ("The exporter itself", SELF_FAMILIES),
 ]
+
+#: Prometheus label -> OTel attribute name, for the OTLP push (exporter.otlp).
+OTEL_ATTRIBUTES = {
+    HW_ID: "hw.id", HW_NAME: "hw.name", HW_VENDOR: "hw.vendor", HW_MODEL: "hw.model", HW_TYPE: "hw.type",
+    HW_PARENT: "hw.parent", ACCEL_KIND: "accel.kind", ACCEL_INDEX: "accel.index", NODE: "k8s.node.name",
+    NAMESPACE: "k8s.namespace.name", POD: "k8s.pod.name", CONTAINER: "k8s.container.name",
+    POD_UID: "k8s.pod.uid", "hw_gpu_task": "hw.gpu.task", "accel_link_type": "accel.link.type",
+    "network_io_direction": "network.io.direction", "hw_sensor_location": "hw.sensor_location",
+    "hw_limit_type": "hw.limit_type", "error_type": "error.type", "accel_error_source": "accel.error.source",
+    "accel_xid_code": "accel.xid.code", "hw_state": "hw.state", "accel_clock_type": "accel.clock.type",
+    "accel_throttle_reason": "accel.throttle.reason", "hw_serial_number": "hw.serial_number",
+    "hw_driver_version": "hw.driver_version", "hw_firmware_version": "hw.firmware_version",
+    "accel_pci_bus_id": "accel.pci.bus_id", "accel_numa_node": "accel.numa_node",
+    "accel_compute_capability": "accel.compute_capability", "accel_slice_type": "accel.slice.type",
+    "accel_slice_id": "accel.slice.id", "accel_slice_profile": "accel.slice.profile",
+    "process_pid": "process.pid",
+}
