@@ -409,6 +409,9 @@ def _parse_tls(ctx: _Ctx, data: dict, base_dir: Path, notes: list[str]) -> TLSSe
     auth = ctx.string(data, "client_auth_type", f"{p}.client_auth_type")
     # Like exporter-toolkit: no cert, key, CA or client auth means plain HTTP.
     if cert is None and key is None and ca is None and auth is None:
+        if any(data.get(k) not in (None, "", []) for k in data):
+            notes.append("tls_server_config has settings but no cert_file/key_file: TLS is off and "
+                         "those settings are ignored")
         return None
     if cert is None:
         raise ctx.error(f"{p}.cert_file", "missing: TLS needs both cert_file and key_file")
@@ -511,7 +514,8 @@ def _parse_users(ctx: _Ctx, data: dict) -> dict[str, str]:
 
 
 def _refuse_passphrase() -> bytes:
-    raise WebConfigError("the private key is encrypted; accelscope needs an unencrypted key file")
+    # Without a callback OpenSSL would prompt on the terminal.
+    raise WebConfigError("encrypted private key")
 
 
 def _check_file(path: Path, key: str, source: str) -> None:
@@ -549,8 +553,9 @@ def _build_ssl_context(tls: TLSServerConfig, source: str) -> ssl.SSLContext:
                                  f"({ssl.OPENSSL_VERSION})", source=source, key=f"{p}.cipher_suites") from None
     try:
         ctx.load_cert_chain(tls.cert_file, tls.key_file, password=_refuse_passphrase)
-    except WebConfigError as exc:
-        raise WebConfigError(str(exc), source=source, key=f"{p}.key_file") from None
+    except WebConfigError:
+        raise WebConfigError(f"{tls.key_file} is encrypted with a passphrase; accelscope needs an "
+                             "unencrypted PEM key", source=source, key=f"{p}.key_file") from None
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise WebConfigError(
             f"cannot load certificate {tls.cert_file} with key {tls.key_file}: {_ssl_reason(exc)} "
@@ -674,10 +679,12 @@ def _make_middleware(auth: _BasicAuth | None, headers: dict[str, str],
     allowed = {_normalise_san(s) for s in allowed_sans}
     challenge = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
 
-    def add_headers(response: web.StreamResponse) -> None:
-        if headers and not response.prepared:
-            for name, value in headers.items():
-                response.headers[name] = value
+    def add_headers(response: Any) -> None:
+        target = getattr(response, "headers", None)
+        if not headers or target is None or getattr(response, "prepared", False):
+            return  # a streamed response has already sent its headers
+        for name, value in headers.items():
+            target[name] = value
 
     @web.middleware
     async def webconfig_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -746,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print(f"{args.user}: '{hashed}'" if args.user else hashed)
+        print(yaml.safe_dump({args.user: hashed}, default_flow_style=False).strip() if args.user else hashed)
         return 0
     try:
         config = load_web_config(args.file)
