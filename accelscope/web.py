@@ -12,6 +12,7 @@ TLS and basic auth come from an exporter-toolkit web-config file
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import ssl
 import threading
@@ -35,38 +36,79 @@ LANDING = """<!doctype html>
 """
 
 
+class _Frozen:
+    """A registry stand-in that yields families collected once."""
+
+    def __init__(self, families: list) -> None:
+        self._families = families
+
+    def collect(self):
+        return self._families
+
+
 class MetricsEndpoint:
     """Renders a registry, caching bytes per (cache key, content type, gzip).
 
     ``cache_key``: returns a value that changes whenever the data changes
     (for the exporter: the snapshot store's version).  ``None`` disables
-    caching.  Thread-safe; the render runs in the event loop's thread.
+    caching.  On a change the registry is collected once and every requested
+    encoding is serialised from that one set of families.  ``refresh()``
+    renders the recently requested variants ahead of the next scrape (the
+    agents call it from a worker thread after each collection), so a scrape
+    normally only copies bytes.  Thread-safe.
     """
 
     def __init__(self, registry: CollectorRegistry, cache_key: Callable[[], Hashable] | None = None) -> None:
         self.registry = registry
         self.cache_key = cache_key
         self._cache: dict[tuple[str, bool], tuple[Hashable, bytes]] = {}
+        self._families: tuple[Hashable, _Frozen] | None = None
+        self._recent: dict[tuple[str, bool], None] = {}
         self._lock = threading.Lock()
+        self._render_lock = threading.Lock()
+
+    def _frozen(self, key: Hashable) -> _Frozen:
+        with self._lock:
+            if self._families is not None and self._families[0] == key:
+                return self._families[1]
+        frozen = _Frozen(list(self.registry.collect()))
+        with self._lock:
+            self._families = (key, frozen)
+        return frozen
 
     def render(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, bool]:
         """Return ``(body, content_type, gzipped)`` for the given request headers."""
         encoder, content_type = choose_encoder(accept or "")
         use_gzip = "gzip" in (accept_encoding or "")
-        key = self.cache_key() if self.cache_key else None
         ck = (content_type, use_gzip)
-        if key is not None:
-            with self._lock:
-                hit = self._cache.get(ck)
-            if hit is not None and hit[0] == key:
-                return hit[1], content_type, use_gzip
-        body = encoder(self.registry)
-        if use_gzip:
-            body = gzip.compress(body, compresslevel=5)
-        if key is not None:
-            with self._lock:
-                self._cache[ck] = (key, body)
+        if self.cache_key is None:
+            body = encoder(self.registry)
+            return (gzip.compress(body, compresslevel=5) if use_gzip else body), content_type, use_gzip
+        key = self.cache_key()
+        with self._lock:
+            hit = self._cache.get(ck)
+            self._recent[ck] = None
+            while len(self._recent) > 4:
+                self._recent.pop(next(iter(self._recent)))
+        if hit is not None and hit[0] == key:
+            return hit[1], content_type, use_gzip
+        with self._render_lock:
+            body = encoder(self._frozen(key))
+            if use_gzip:
+                body = gzip.compress(body, compresslevel=5)
+        with self._lock:
+            self._cache[ck] = (key, body)
         return body, content_type, use_gzip
+
+    def refresh(self) -> None:
+        """Render every recently requested variant for the current data."""
+        if self.cache_key is None:
+            return
+        with self._lock:
+            variants = list(self._recent)
+        for content_type, use_gzip in variants:
+            accept = content_type if "openmetrics" in content_type else ""
+            self.render(accept, "gzip" if use_gzip else "")
 
     async def handle(self, request: web.Request) -> web.Response:
         body, content_type, gz = self.render(request.headers.get("Accept"), request.headers.get("Accept-Encoding"))
@@ -74,6 +116,22 @@ class MetricsEndpoint:
         if gz:
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
+
+
+async def refresh_loop(endpoint: MetricsEndpoint, version: Callable[[], Hashable], stop: "asyncio.Event",
+                       poll: float = 0.2) -> None:
+    """Until ``stop`` is set: when ``version()`` changes, pre-render the
+    endpoint's recent variants in a worker thread."""
+    seen = None
+    while not stop.is_set():
+        v = version()
+        if v != seen:
+            seen = v
+            await asyncio.to_thread(endpoint.refresh)
+        try:
+            await asyncio.wait_for(stop.wait(), poll)
+        except asyncio.TimeoutError:
+            pass
 
 
 def build_app(name: str, registry: CollectorRegistry, *, ready: Callable[[], bool],

@@ -19,7 +19,7 @@ from prometheus_client.exposition import generate_latest
 
 from accelscope.config import ConfigError, annotate_help, load_yaml
 from accelscope.logs import event
-from accelscope.web import build_app, parse_listen, start_site
+from accelscope.web import METRICS_ENDPOINT, build_app, parse_listen, refresh_loop, start_site
 from exporter.collect import SnapshotStore, SourceConfig, StoreCollector, collect_once, run_source_loop
 from exporter.render import RenderOptions
 
@@ -182,6 +182,7 @@ async def _serve(args, sources, store, registry, web_cfg, host, port) -> int:
     app = build_app("exporter", registry, ready=store.ready, cache_key=lambda: store.version,
                     middlewares=middlewares)
     runner = await start_site(app, host, port, ssl_ctx)
+    refresher = asyncio.create_task(refresh_loop(app[METRICS_ENDPOINT], lambda: store.version, stop))
     scheme = "https" if ssl_ctx else "http"
     event("exporter_listening", url=f"{scheme}://{host}:{port}/metrics",
           sources=[c.source.name for c in sources])
@@ -196,7 +197,7 @@ async def _serve(args, sources, store, registry, web_cfg, host, port) -> int:
         resolver.start()
     await stop.wait()
     event("exporter_stopping")
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, refresher, return_exceptions=True)
     if pusher is not None:
         pusher.shutdown()
     if resolver is not None:

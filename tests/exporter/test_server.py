@@ -168,3 +168,31 @@ def test_parse_listen():
         parse_listen("9417")
     with pytest.raises(ValueError):
         parse_listen("h:99999")
+
+
+async def test_refresh_prerenders_recent_variants_so_scrapes_only_copy_bytes():
+    store = SnapshotStore()
+    src = MockSource(clock=FixedClock())
+    store.record("mock", src.collect(), 0.01)
+    async with _client(store) as client:
+        endpoint = client.server.app[METRICS_ENDPOINT]
+        om = {"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"}
+        await client.get("/metrics", headers=om)
+        await client.get("/metrics")
+        calls = 0
+        original = endpoint.registry.collect
+
+        def counting():
+            nonlocal calls
+            calls += 1
+            return original()
+
+        endpoint.registry.collect = counting
+        store.record("mock", src.collect(), 0.01)
+        endpoint.refresh()
+        assert calls == 1  # one collect serves both encodings
+        r1 = await client.get("/metrics", headers=om, auto_decompress=False)
+        r2 = await client.get("/metrics")
+        assert calls == 1
+        assert gzip.decompress(await r1.read()).decode().endswith("# EOF\n")
+        assert "hw_gpu_memory_limit_bytes{" in await r2.text()
