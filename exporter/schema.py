@@ -69,8 +69,8 @@ GPU_MEMORY_UTILIZATION = MetricSpec(
     "hw.gpu.memory.utilization", "gauge", source="computed from usage and limit.")
 GPU_IO = MetricSpec(
     "hw_gpu_io_bytes_total", COUNTER, "By", DEV + ("accel_link_type", "network_io_direction"),
-    "Bytes received and transmitted over a link (pcie, nvlink).", "hw.gpu.io", "counter",
-    source="NVML PCIe throughput integrated over time (KB/s x elapsed).")
+    "Bytes received and transmitted over a link (pcie, nvlink), counted from the exporter's start.", "hw.gpu.io", "counter",
+    source="NVML PCIe byte counters (fields 197/198) where 64-bit, else nvmlDeviceGetPcieThroughput (KB/s) integrated over time.")
 POWER = MetricSpec(
     "hw_power_watts", GAUGE, "W", DEV + (HW_TYPE,),
     "Instantaneous power draw, in watts. Absent on secondary dies and partitions.",

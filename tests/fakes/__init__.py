@@ -1,0 +1,1 @@
+"""Test doubles for vendor libraries (a fake ``pynvml`` built from captures)."""
