@@ -1,0 +1,565 @@
+"""The decision engine: object events in, placement decisions out.
+
+:class:`DecisionEngine` consumes :class:`~scheduler_events.stream.ObjectEvent`
+values (live watch, recorded stream, dump or simulator — in order, from one
+thread) and keeps one :class:`~scheduler_events.model.PlacementDecision` per
+tracked pod, plus what each node registered.  ``apply()`` returns the
+:class:`Change` values that the outputs (metrics, log line, trace, history)
+act on.
+
+Where each field comes from (all decoders are in ``scheduler_events/decoders``):
+
+* Pod: requests (``requests.py``), HAMi annotations (filter node and time,
+  bind time and phase, allocated devices), ``spec.nodeName``, the
+  PodScheduled condition (its message is the full FailedScheduling text, so it
+  wins over a truncated Event note), container start times.
+* Events: kube-scheduler ``FailedScheduling`` / ``Scheduled``, HAMi
+  ``FilteringSucceed`` / ``FilteringFailed`` / ``BindingSucceed`` /
+  ``BindingFailed``, Volcano messages.  The reporter is identified by
+  ``reportingController`` / ``source.component``, never by reason.  Events are
+  deduplicated by (event UID, count); events for a pod not seen yet wait in a
+  bounded buffer.
+* Node: HAMi node register and handshake annotations, allocatable resources.
+
+Bad input never raises out of ``apply``: each problem is counted in
+``errors`` by kind (``decode_<decoder>_<code>``, ``orphan_event``,
+``clock_skew``, ``bad_object``...) and the rest is processed.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from scheduler_events.decoders.hami_events import (
+    BindingFailed,
+    BindingSucceed,
+    FilteringFailedReason,
+    FilteringFailedSummary,
+    FilteringSucceed,
+    NodeReasons,
+    decode_hami_event,
+    is_known_reason_code,
+)
+from scheduler_events.decoders.hami_node import classify_node_annotation, decode_handshake, decode_node_register
+from scheduler_events.decoders.hami_pod import decode_pod_annotations
+from scheduler_events.decoders.kube_scheduler import (
+    FailedScheduling,
+    decode_failed_scheduling,
+    decode_scheduled,
+    pod_scheduled_condition,
+)
+from scheduler_events.decoders.reporter import event_view
+from scheduler_events.decoders.volcano import decode_volcano_message
+from scheduler_events.model import (
+    DeviceAllocation,
+    NodeDeviceInfo,
+    NodeInfo,
+    NodeVerdict,
+    PlacementDecision,
+    Rejection,
+)
+from scheduler_events.requests import pod_is_relevant, pod_requests
+from scheduler_events.stream import ObjectEvent
+
+log = logging.getLogger("accelscope")
+
+#: Change kinds, in the order a placement goes through them.
+CHANGE_KINDS = ("attempt_failed", "filtered", "placed", "allocated", "running", "failed", "deleted")
+
+#: kube-scheduler reason codes we keep as they are; anything else -> other.
+KUBE_CODES = frozenset({
+    "insufficient_resource", "too_many_pods", "untolerated_taint", "node_affinity", "node_name",
+    "node_unschedulable", "pod_affinity", "pod_anti_affinity", "topology_spread", "volume_binding",
+    "volume_node_affinity", "volume_storage", "volume_limits", "volume_zone", "dra_cannot_allocate",
+    "dra_claim_unavailable", "preemption_not_helpful", "no_preemption_victims", "resource_fit_failed",
+    "pod_number_exceeded", "prefilter", "binding_failed", "gang_unschedulable", "scheduler_error",
+})
+
+
+def parse_time(value: Any) -> float | None:
+    """RFC 3339 (``2026-01-01T00:00:00Z``, with optional fraction) or a
+    datetime -> Unix seconds; None when absent or unparsable."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str) and value:
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+@dataclass(slots=True)
+class Change:
+    """``kind`` (one of :data:`CHANGE_KINDS`) happened to ``decision`` at ``time``."""
+
+    kind: str
+    decision: PlacementDecision
+    time: float
+
+
+@dataclass(slots=True)
+class _Tracked:
+    decision: PlacementDecision
+    seen_events: set[tuple[str, int]] = field(default_factory=set)
+    last_logged_reasons: tuple = ()
+    terminated: bool = False
+    history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=8))
+
+
+class DecisionEngine:
+    """State of every tracked pod and node.
+
+    ``scheduler_names``: extra reporter names -> kind (``{"gpu-sched": "kube-scheduler"}``).
+    ``orphan_buffer``: events kept for pods not seen yet (oldest dropped and
+    counted as ``orphan_event``).  ``history``: finished decisions kept per pod.
+    """
+
+    def __init__(self, *, scheduler_names: dict[str, str] | None = None, orphan_buffer: int = 10000,
+                 max_finished: int = 50000, clock: Callable[[], float] | None = None) -> None:
+        self.known = scheduler_names or {}
+        self.pods: dict[str, _Tracked] = {}
+        self.by_name: dict[tuple[str, str], str] = {}
+        self.nodes: dict[str, NodeInfo] = {}
+        self.finished: collections.OrderedDict[str, PlacementDecision] = collections.OrderedDict()
+        self.max_finished = max_finished
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.events_seen: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._orphans: collections.OrderedDict[str, list[ObjectEvent]] = collections.OrderedDict()
+        self._orphan_count = 0
+        self._orphan_limit = orphan_buffer
+        self._clock = clock
+
+    # ------------------------------------------------------------------ entry
+    def apply(self, ev: ObjectEvent) -> list[Change]:
+        """Apply one object event; returns the changes it caused (maybe none)."""
+        self.events_seen[(ev.kind, ev.type)] += 1
+        if ev.type == "BOOKMARK":
+            return []
+        if not isinstance(ev.obj, dict) or not isinstance(ev.obj.get("metadata"), dict):
+            self.errors["bad_object"] += 1
+            return []
+        try:
+            if ev.kind == "Pod":
+                return self._pod(ev)
+            if ev.kind in ("Event", "EventV1"):
+                return self._event(ev)
+            if ev.kind == "Node":
+                self._node(ev)
+            return []
+        except Exception as exc:  # noqa: BLE001 - one bad object never stops the stream
+            self.errors["internal"] += 1
+            log.warning("decision engine error on %s %s: %s", ev.kind, ev.type, exc, exc_info=True)
+            return []
+
+    def decision(self, namespace: str, name: str) -> PlacementDecision | None:
+        """The current (or last finished) decision of ``namespace/name``."""
+        uid = self.by_name.get((namespace, name))
+        if uid and uid in self.pods:
+            return self.pods[uid].decision
+        for d in reversed(self.finished.values()):
+            if d.namespace == namespace and d.name == name:
+                return d
+        return None
+
+    def history(self, namespace: str, name: str) -> list[PlacementDecision]:
+        """Earlier attempts' snapshots of ``namespace/name`` (oldest first)."""
+        uid = self.by_name.get((namespace, name))
+        if uid and uid in self.pods:
+            return list(self.pods[uid].history)
+        return []
+
+    def decisions(self) -> list[PlacementDecision]:
+        """Every tracked decision plus the finished ones still remembered."""
+        return [t.decision for t in self.pods.values()] + list(self.finished.values())
+
+    def active_allocations(self) -> list[tuple[PlacementDecision, DeviceAllocation]]:
+        """Devices held by pods bound to a node that have not terminated
+        (as HAMi's own accounting does: from the allocation annotations)."""
+        out = []
+        for t in self.pods.values():
+            d = t.decision
+            # HAMi keeps counting a pod whose Allocate failed until it is deleted
+            if d.node and d.outcome in ("placed", "failed") and not t.terminated:
+                out.extend((d, a) for a in d.devices)
+        return out
+
+    # ------------------------------------------------------------------ pods
+    def _now(self, ev: ObjectEvent) -> float:
+        if ev.received:
+            return ev.received
+        return self._clock() if self._clock else 0.0
+
+    def _pod(self, ev: ObjectEvent) -> list[Change]:
+        pod = ev.obj
+        meta = pod["metadata"]
+        uid = meta.get("uid") or ""
+        ns, name = meta.get("namespace") or "", meta.get("name") or ""
+        if not uid or not name:
+            self.errors["bad_object"] += 1
+            return []
+        now = self._now(ev)
+        tracked = self.pods.get(uid)
+        if ev.type == "DELETED":
+            if tracked is None:
+                return []
+            return self._finish(tracked, "deleted" if tracked.decision.outcome == "pending" else None, now)
+        if tracked is None:
+            if not pod_is_relevant(pod):
+                return []
+            d = PlacementDecision(uid=uid, namespace=ns, name=name)
+            tracked = self.pods[uid] = _Tracked(d)
+            old = self.by_name.get((ns, name))
+            if old and old != uid and old in self.pods:
+                self._finish(self.pods[old], "deleted", now)
+            self.by_name[(ns, name)] = uid
+        changes = self._update_pod(tracked, pod, now)
+        for oev in self._orphans.pop(uid, []) + self._orphans.pop(f"{ns}/{name}", []):
+            self._orphan_count -= 1
+            changes += self._event(oev)
+        return changes
+
+    def _update_pod(self, t: _Tracked, pod: dict[str, Any], now: float) -> list[Change]:
+        d = t.decision
+        meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+        changes: list[Change] = []
+        d.updated = max(d.updated, now)
+        owners = meta.get("ownerReferences") or []
+        if owners and isinstance(owners[0], dict):
+            d.owner_kind, d.owner_name = owners[0].get("kind"), owners[0].get("name")
+        d.scheduler = spec.get("schedulerName") or "default-scheduler"
+        d.requests = pod_requests(pod)
+        ann = meta.get("annotations") or {}
+        d.policies = {k: str(v) for k, v in ann.items()
+                      if k in ("hami.io/node-scheduler-policy", "hami.io/gpu-scheduler-policy",
+                               "nvidia.com/use-gputype", "nvidia.com/nouse-gputype", "nvidia.com/vgpu-mode")}
+        created = parse_time(meta.get("creationTimestamp"))
+        if created is not None:
+            d.created = created
+        hami = decode_pod_annotations(ann)
+        self._count_errors("hami_pod", hami.errors)
+        started = [parse_time(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
+                   for cs in status.get("containerStatuses") or [] if isinstance(cs, dict)]
+        first_start = min((s for s in started if s is not None), default=None)
+        if hami.filter_time_s and d.filtered is None:
+            d.filtered = float(hami.filter_time_s)
+            changes.append(Change("filtered", d, d.filtered))
+        if hami.node and not d.node:
+            d.node = hami.node
+        devices = []
+        for alloc in hami.allocated():
+            for ci, container in enumerate(alloc.devices.containers):
+                devices.extend(DeviceAllocation(dev.uuid, dev.type, ci, dev.memory_bytes, dev.core_ratio,
+                                                alloc.key.vendor) for dev in container)
+        if devices:
+            d.devices = devices
+        if hami.bind_time_s and d.bound is None:
+            d.bound = float(hami.bind_time_s)
+        cond = pod_scheduled_condition(pod)
+        node_name = spec.get("nodeName")
+        if node_name and d.outcome == "pending":
+            d.node = node_name
+            d.outcome = "placed"
+            if d.bound is None:
+                t_cond = cond.last_transition_time.timestamp() if cond and cond.status == "True" and \
+                    cond.last_transition_time else None
+                d.bound = t_cond or now
+            changes.append(Change("placed", d, d.bound))
+        elif cond is not None and cond.status == "False" and cond.message and d.outcome == "pending":
+            if cond.message != d.message:
+                d.message, d.message_source = cond.message, "condition"
+                if cond.reason == "SchedulerError":
+                    self._set_rejections(d, [Rejection("scheduler_error", "kube-scheduler", 0,
+                                                       raw=cond.message[:200])], None)
+                else:
+                    self._apply_failed_scheduling(d, decode_failed_scheduling(cond.message), "kube-scheduler")
+        if hami.bind_phase and hami.bind_phase != d.bind_phase:
+            d.bind_phase = hami.bind_phase
+            if hami.bind_phase == "success" and d.allocated is None:
+                # seen now; it happened before the first container started
+                d.allocated = min(now, first_start) if first_start is not None else now
+                changes.append(Change("allocated", d, d.allocated))
+            elif hami.bind_phase == "failed" and d.outcome != "failed":
+                d.outcome = "failed"
+                d.primary_reason = "AllocateFailed"
+                changes.append(Change("failed", d, now))
+        if first_start is not None and d.running is None and d.outcome == "placed":
+            d.running = first_start
+            if d.allocated is None and d.devices:
+                d.allocated = first_start
+            changes.append(Change("running", d, d.running))
+        if status.get("phase") in ("Succeeded", "Failed"):
+            t.terminated = True
+        return changes
+
+    # ------------------------------------------------------------------ events
+    def _event(self, ev: ObjectEvent) -> list[Change]:
+        view = event_view(ev.obj, self.known)
+        self._count_errors("event", view.errors)
+        ref = view.regarding
+        if ref.kind not in (None, "Pod"):
+            return []
+        key_uid = ref.uid or ""
+        tracked = self.pods.get(key_uid) if key_uid else None
+        if tracked is None and ref.namespace and ref.name:
+            uid = self.by_name.get((ref.namespace, ref.name))
+            if uid and (not key_uid or key_uid == uid):
+                tracked = self.pods.get(uid)
+        if tracked is None:
+            self._buffer_orphan(key_uid or f"{ref.namespace}/{ref.name}", ev)
+            return []
+        d = tracked.decision
+        count = view.count or 1
+        dedupe = (view.uid or f"{view.reason}/{view.note}", count)
+        if dedupe in tracked.seen_events:
+            self.errors["duplicate_event"] += 1
+            return []
+        previous = max((c for (u, c) in tracked.seen_events if u == dedupe[0]), default=0)
+        tracked.seen_events.add(dedupe)
+        when = (view.last_time or view.first_time)
+        t_event = when.timestamp() if when else self._now(ev)
+        d.updated = max(d.updated, t_event)
+        reporter = view.reporter
+        reason, note = view.reason or "", view.note or ""
+        changes: list[Change] = []
+        if reason == "FailedScheduling":
+            if d.outcome != "pending":
+                return []
+            d.reporter = reporter.component
+            d.attempt += max(1, count - previous)
+            if reporter.kind == "volcano":
+                vm = decode_volcano_message(note)
+                self._count_errors("volcano", vm.errors)
+                detail = vm.detail
+                if isinstance(detail, FailedScheduling):
+                    fs = detail
+                else:
+                    self._set_rejections(d, [Rejection("gang_unschedulable" if vm.kind.startswith("gang") else "other",
+                                                       "volcano", 0, raw=note[:200])], None)
+                    changes.append(Change("attempt_failed", d, t_event))
+                    return changes
+            else:
+                fs = decode_failed_scheduling(note)
+            # the PodScheduled condition holds the full text; only use the note when it says more
+            if d.message_source != "condition" or (fs.text and not fs.truncated and fs.text != d.message):
+                if not (d.message_source == "condition" and fs.truncated):
+                    d.message, d.message_source = note, "event"
+                    self._apply_failed_scheduling(d, fs, "volcano" if reporter.kind == "volcano" else "kube-scheduler")
+            changes.append(Change("attempt_failed", d, t_event))
+        elif reason == "Scheduled":
+            sc = decode_scheduled(note)
+            self._count_errors("scheduled", sc.errors)
+            d.reporter = reporter.component
+            if sc.node:
+                d.node = sc.node
+            if d.bound is None or d.outcome == "pending":
+                d.bound = d.bound or t_event
+            if d.outcome == "pending":
+                d.outcome = "placed"
+                d.attempt += 1
+                changes.append(Change("placed", d, d.bound))
+        elif reason in ("FilteringSucceed", "FilteringFailed", "BindingSucceed", "BindingFailed"):
+            he = decode_hami_event(reason, note)
+            self._count_errors("hami_event", he.errors)
+            det = he.detail
+            if isinstance(det, FilteringSucceed):
+                d.nodes_fit = det.nodes_fit
+                d.nodes_total = det.nodes_fit + det.nodes_not_fit
+                for s in det.scores:
+                    d.verdicts[s.node] = NodeVerdict(s.node, True, s.score)
+                if det.node not in d.verdicts:
+                    d.verdicts[det.node] = NodeVerdict(det.node, True)
+                if d.filtered is None:
+                    d.filtered = t_event
+                    changes.append(Change("filtered", d, t_event))
+            elif isinstance(det, FilteringFailedSummary):
+                # the extender only sees nodes that passed kube-scheduler's filters;
+                # the scheduler's own "0/N" count (when known) is the wider scope
+                if det.candidate_nodes is not None and d.nodes_total is None:
+                    d.nodes_total = det.candidate_nodes
+                    d.nodes_fit = 0
+            elif isinstance(det, FilteringFailedReason):
+                code = det.code if is_known_reason_code(det.code) else "other"
+                if code == "other":
+                    self.errors["unknown_reason_code"] += 1
+                for n in det.nodes:
+                    v = d.verdicts.setdefault(n, NodeVerdict(n, False))
+                    v.fit = False
+                    if all(r.code != code for r in v.reasons):
+                        v.reasons.append(Rejection(code, "hami", 1, detail=None if code != "other" else det.code))
+                self._merge_rejection(d, Rejection(code, "hami", det.node_count, node_names=list(det.nodes),
+                                                   detail=det.code if code == "other" else None))
+            elif isinstance(det, BindingSucceed):
+                if det.node:
+                    d.node = d.node or det.node
+                d.bound = d.bound or t_event
+            elif isinstance(det, BindingFailed):
+                self._merge_rejection(d, Rejection("binding_failed", "hami", 0, raw=det.message[:200]))
+                changes.append(Change("attempt_failed", d, t_event))
+        return changes
+
+    def _buffer_orphan(self, key: str, ev: ObjectEvent) -> None:
+        if not key or key == "None/None":
+            self.errors["orphan_event"] += 1
+            return
+        self._orphans.setdefault(key, []).append(ev)
+        self._orphans.move_to_end(key)
+        self._orphan_count += 1
+        while self._orphan_count > self._orphan_limit and self._orphans:
+            _, dropped = self._orphans.popitem(last=False)
+            self._orphan_count -= len(dropped)
+            self.errors["orphan_event"] += len(dropped)
+
+    def orphans_pending(self) -> int:
+        """Events waiting for a pod that has not been seen."""
+        return self._orphan_count
+
+    # ------------------------------------------------------------------ reasons
+    def _apply_failed_scheduling(self, d: PlacementDecision, fs: FailedScheduling, source: str) -> None:
+        self._count_errors("failed_scheduling", fs.errors)
+        if fs.total_nodes is not None:
+            d.nodes_total = fs.total_nodes
+            d.nodes_fit = fs.available_nodes if fs.available_nodes is not None else 0
+        rejections: list[Rejection] = []
+        if fs.prefilter:
+            rejections.append(Rejection("prefilter", source, fs.total_nodes or 0, detail=fs.prefilter))
+        for rc in fs.reasons:
+            if rc.hami is not None and rc.hami.entries:
+                for e in rc.hami.entries:
+                    code = e.code if is_known_reason_code(e.code) else "other"
+                    rejections.append(Rejection(code, "hami", rc.count,
+                                                devices=(e.device_count or 0) * rc.count if e.device_count else None,
+                                                detail=e.code if code == "other" else None, raw=rc.reason))
+                continue
+            code = rc.code if rc.code in KUBE_CODES else "other"
+            if code == "other":
+                self.errors["unknown_reason_code"] += 1
+            rejections.append(Rejection(code, source, rc.count, detail=rc.detail or (rc.reason if code == "other"
+                                                                                      else None), raw=rc.reason))
+        self._set_rejections(d, rejections, fs)
+
+    def _set_rejections(self, d: PlacementDecision, rejections: list[Rejection], fs: FailedScheduling | None) -> None:
+        merged: dict[tuple[str, str, str | None], Rejection] = {}
+        for r in rejections:
+            k = (r.code, r.source, r.detail)
+            if k in merged:
+                m = merged[k]
+                m.nodes += r.nodes
+                if r.devices is not None:
+                    m.devices = (m.devices or 0) + r.devices
+            else:
+                merged[k] = r
+        d.rejections = sorted(merged.values(), key=lambda r: (-r.nodes, -(r.devices or 0), r.code))
+        d.primary_reason = self._primary(d.rejections)
+
+    def _merge_rejection(self, d: PlacementDecision, r: Rejection) -> None:
+        """Fold one reason from a HAMi event into the attempt's reasons: the
+        same code from the scheduler's message keeps its counts and gains
+        the node names; a new code is added."""
+        for x in d.rejections:
+            if x.code == r.code and x.source == r.source:
+                x.nodes = max(x.nodes, r.nodes)
+                x.node_names = sorted(set(x.node_names) | set(r.node_names))
+                d.primary_reason = self._primary(d.rejections)
+                return
+        self._set_rejections(d, d.rejections + [r], None)
+
+    @staticmethod
+    def _primary(rejections: list[Rejection]) -> str | None:
+        """The reason that blocked the most nodes; preemption texts and the
+        HAMi wrapper never win over a concrete reason."""
+        concrete = [r for r in rejections if r.code not in ("preemption_not_helpful", "no_preemption_victims")]
+        pool = concrete or rejections
+        if not pool:
+            return None
+        return max(pool, key=lambda r: (r.nodes, r.devices or 0, r.source == "hami")).code
+
+    def _count_errors(self, decoder: str, errors) -> None:
+        for e in errors or ():
+            self.errors[f"decode_{decoder}_{e.code}"] += 1
+
+    # ------------------------------------------------------------------ finish
+    def _finish(self, t: _Tracked, outcome: str | None, now: float) -> list[Change]:
+        d = t.decision
+        changes: list[Change] = []
+        if outcome is not None and d.outcome == "pending":
+            d.outcome = outcome
+            changes.append(Change(outcome, d, now))
+        d.finished = now
+        self.pods.pop(d.uid, None)
+        if self.by_name.get((d.namespace, d.name)) == d.uid:
+            del self.by_name[(d.namespace, d.name)]
+        self.finished[d.uid] = d
+        while len(self.finished) > self.max_finished:
+            self.finished.popitem(last=False)
+        return changes
+
+    # ------------------------------------------------------------------ nodes
+    def _node(self, ev: ObjectEvent) -> None:
+        obj = ev.obj
+        name = obj["metadata"].get("name")
+        if not name:
+            self.errors["bad_object"] += 1
+            return
+        if ev.type == "DELETED":
+            self.nodes.pop(name, None)
+            return
+        info = NodeInfo(name)
+        ann = obj["metadata"].get("annotations") or {}
+        for key, value in ann.items():
+            k = classify_node_annotation(key)
+            if k is None:
+                continue
+            if k.kind == "register":
+                reg = decode_node_register(value, key)
+                self._count_errors("node_register", reg.errors)
+                for dev in reg.devices:
+                    info.devices[dev.id] = NodeDeviceInfo(
+                        uuid=dev.id, vendor=reg.vendor, type=dev.type or "", index=dev.index,
+                        memory_bytes=dev.memory_bytes, core_ratio=dev.cores, split_count=dev.count,
+                        healthy=dev.healthy, numa=dev.numa, mode=dev.mode)
+            elif k.kind == "handshake":
+                hs = decode_handshake(value)
+                self._count_errors("handshake", hs.errors)
+                ts = hs.time.timestamp() if hs.time is not None else None
+                info.handshake[k.vendor] = (hs.state or "unknown", ts)
+        status = obj.get("status") or {}
+        for res, q in (status.get("allocatable") or {}).items():
+            if "/" in res and isinstance(q, (str, int)) and str(q).isdigit():
+                info.allocatable[res] = int(q)
+        info.labels = dict(obj["metadata"].get("labels") or {})
+        info.unschedulable = bool((obj.get("spec") or {}).get("unschedulable"))
+        for c in status.get("conditions") or []:
+            if isinstance(c, dict) and c.get("type") == "Ready":
+                info.ready = c.get("status") == "True"
+        self.nodes[name] = info
+
+    # ------------------------------------------------------------------ free capacity
+    def device_usage(self) -> dict[str, dict[str, Any]]:
+        """Per registered device UUID: node, index, type, registered memory
+        and cores, and what tracked placed pods hold (``memory_allocated``
+        bytes, ``cores_allocated`` ratio, ``shared`` containers)."""
+        usage: dict[str, dict[str, Any]] = {}
+        for node in self.nodes.values():
+            for dev in node.devices.values():
+                usage[dev.uuid] = {"node": node.name, "device": dev, "memory_allocated": 0, "cores_allocated": 0.0,
+                                   "shared": 0}
+        for d, a in self.active_allocations():
+            u = usage.get(a.uuid)
+            if u is None:
+                continue
+            u["memory_allocated"] += a.memory_bytes or 0
+            u["cores_allocated"] += a.core_ratio or 0.0
+            u["shared"] += 1
+        return usage
