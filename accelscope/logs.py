@@ -40,7 +40,8 @@ def setup_logging(level: str = "info", fmt: str = "json", stream=None) -> loggin
     if fmt == "json":
         handler.setFormatter(JsonFormatter(
             "{asctime}{levelname}{message}", style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "message": "event"},
+            rename_fields={"asctime": "time", "levelname": "level", "message": "event",
+                           "human_message": "message"},
             datefmt="%Y-%m-%dT%H:%M:%S%z",
         ))
     else:
@@ -53,6 +54,8 @@ def setup_logging(level: str = "info", fmt: str = "json", stream=None) -> loggin
 
 def event(event_name: str, /, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event ``event_name`` with ``fields`` (JSON-serialisable values)."""
+    if "message" in fields:  # a human sentence: rendered as "message" by the JSON formatter
+        fields["human_message"] = fields.pop("message")
     extra = {(k + "_" if k in _RESERVED else k): v for k, v in fields.items()}
     logging.getLogger(LOGGER_NAME).log(level, event_name, extra=extra)
 

@@ -221,10 +221,11 @@ class DecisionEngine:
             d = PlacementDecision(uid=uid, namespace=ns, name=name)
             tracked = self.pods[uid] = _Tracked(d)
             old = self.by_name.get((ns, name))
-            if old and old != uid and old in self.pods:
-                self._finish(self.pods[old], "deleted", now)
+            replaced = self._finish(self.pods[old], "deleted", now) if old and old != uid and old in self.pods else []
             self.by_name[(ns, name)] = uid
-        changes = self._update_pod(tracked, pod, now)
+        else:
+            replaced = []
+        changes = replaced + self._update_pod(tracked, pod, now)
         for oev in self._orphans.pop(uid, []) + self._orphans.pop(f"{ns}/{name}", []):
             self._orphan_count -= 1
             changes += self._event(oev)
@@ -271,6 +272,7 @@ class DecisionEngine:
         if node_name and d.outcome == "pending":
             d.node = node_name
             d.outcome = "placed"
+            d.attempt += 1  # the successful attempt
             if d.bound is None:
                 t_cond = cond.last_transition_time.timestamp() if cond and cond.status == "True" and \
                     cond.last_transition_time else None
@@ -301,6 +303,10 @@ class DecisionEngine:
             changes.append(Change("running", d, d.running))
         if status.get("phase") in ("Succeeded", "Failed"):
             t.terminated = True
+            if status.get("phase") == "Failed" and d.running is None and d.outcome in ("pending", "placed"):
+                d.outcome = "failed"
+                d.primary_reason = status.get("reason") or "PodFailed"
+                changes.append(Change("failed", d, now))
         return changes
 
     # ------------------------------------------------------------------ events
@@ -496,6 +502,9 @@ class DecisionEngine:
         if outcome is not None and d.outcome == "pending":
             d.outcome = outcome
             changes.append(Change(outcome, d, now))
+        elif d.outcome == "placed" and d.running is None:
+            # bound but never started: outputs still need to close the placement
+            changes.append(Change("deleted", d, now))
         d.finished = now
         self.pods.pop(d.uid, None)
         if self.by_name.get((d.namespace, d.name)) == d.uid:

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from accelscope.schema import render_markdown
 from exporter import schema as exporter_schema
+from scheduler_events import schema as collector_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
 METRICS_INTRO = """\
-Generated from `exporter/schema.py` by `make generate`; do not edit by hand.
+Generated from `exporter/schema.py` (the device exporter) and `scheduler_events/schema.py` (the
+scheduler-event collector) by `make generate`; do not edit by hand.
 
 Names follow the OpenTelemetry hardware semantic conventions translated the way Prometheus' OTLP
 ingestion does by default: `hw.gpu.memory.usage` (By) becomes `hw_gpu_memory_usage_bytes`, gauges with
@@ -45,10 +47,20 @@ Stability: every `hw.*` name is at OTel stability *development*; we mark our own
 until a release says otherwise.
 """
 
+COLLECTOR_INTRO = """
+**Collector families** describe placement decisions and the scheduler's bookkeeping. They use the
+same label names as the exporter where they mean the same thing: `hw_id` is the device UUID from the
+HAMi node register annotation, so `accel_device_memory_allocated_bytes` (what HAMi allocated) joins
+1:1 with `hw_gpu_memory_usage_bytes` (what the device uses). Reason codes in `reason` are a bounded set:
+HAMi's (`CardInsufficientMemory`...) and kube-scheduler's mapped to snake_case
+(`insufficient_resource`...); anything else is `other`.
+"""
+
 
 def generate_metrics_doc() -> dict[str, str]:
-    text = render_markdown("Metric reference", METRICS_INTRO, [
-        (f"Exporter — {title}", specs) for title, specs in exporter_schema.GROUPS])
+    groups = [(f"Exporter — {title}", specs) for title, specs in exporter_schema.GROUPS]
+    groups += [(f"Collector — {title}", specs) for title, specs in collector_schema.GROUPS]
+    text = render_markdown("Metric reference", METRICS_INTRO + COLLECTOR_INTRO, groups)
     return {"docs/metrics.md": text}
 
 

@@ -15,7 +15,8 @@ def test_generated_files_are_up_to_date():
 
 def test_metrics_doc_lists_every_family():
     from exporter import schema
+    from scheduler_events import schema as collector_schema
 
     doc = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
-    for spec in schema.ALL:
+    for spec in schema.ALL + collector_schema.ALL:
         assert f"`{spec.name}`" in doc

@@ -1,0 +1,82 @@
+"""The collector's read API (aiohttp routes, JSON).
+
+* ``GET /api/v1/placements`` — decisions, newest first.  Query filters:
+  ``namespace``, ``outcome`` (pending, placed, failed, deleted), ``reason``
+  (primary reason code), ``node``, ``limit`` (default 100, max 1000).
+  Answer: ``{"items": [decision...], "count": n}``.
+* ``GET /api/v1/placements/{namespace}/{pod}`` — one pod: ``{"decision":
+  {...}, "explanation": "...", "facts": {...}, "history": [...]}``; 404 with
+  ``{"error": ...}`` when the collector has never seen it.
+
+Decisions come from the engine (tracked and recently finished pods), then
+from the SQLite history for pods the engine no longer remembers.  Shapes:
+``PlacementDecision.to_dict()`` (docs/collector.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from scheduler_events.explain import explain
+from scheduler_events.model import OUTCOMES
+from scheduler_events.pipeline import Pipeline
+
+
+def routes(pipeline: Pipeline, *, history: Any | None = None,
+           now: Callable[[], float] = time.time) -> list[web.RouteDef]:
+    """Route definitions for :func:`accelscope.web.build_app`."""
+
+    async def list_placements(request: web.Request) -> web.Response:
+        q = request.query
+        outcome = q.get("outcome")
+        if outcome and outcome not in OUTCOMES:
+            return web.json_response({"error": f"outcome must be one of {', '.join(OUTCOMES)}"}, status=400)
+        try:
+            limit = max(1, min(1000, int(q.get("limit", "100"))))
+        except ValueError:
+            return web.json_response({"error": "limit must be an integer"}, status=400)
+        with pipeline.lock:
+            items = [d for d in pipeline.engine.decisions()
+                     if (not q.get("namespace") or d.namespace == q["namespace"])
+                     and (not outcome or d.outcome == outcome)
+                     and (not q.get("reason") or d.primary_reason == q["reason"])
+                     and (not q.get("node") or d.node == q["node"])]
+            items.sort(key=lambda d: d.updated, reverse=True)
+            out = [d.to_dict() for d in items[:limit]]
+        if len(out) < limit and history is not None:
+            seen = {d["uid"] for d in out}
+            for d in history.query(namespace=q.get("namespace"), outcome=outcome, reason=q.get("reason"),
+                                   node=q.get("node"), limit=limit):
+                if d["uid"] not in seen and len(out) < limit:
+                    out.append(d)
+                    seen.add(d["uid"])
+        return web.json_response({"items": out, "count": len(out)}, dumps=_dumps)
+
+    async def one_placement(request: web.Request) -> web.Response:
+        ns, name = request.match_info["namespace"], request.match_info["pod"]
+        with pipeline.lock:
+            d = pipeline.engine.decision(ns, name)
+            if d is not None:
+                x = explain(d, pipeline.engine.device_usage(), now())
+                body = {"decision": d.to_dict(), "explanation": x.text, "facts": x.facts,
+                        "history": [h.to_dict() for h in pipeline.engine.history(ns, name)]}
+                return web.json_response(body, dumps=_dumps)
+        if history is not None:
+            rows = history.get(ns, name)
+            if rows:
+                return web.json_response({"decision": rows[0], "explanation": None, "facts": {},
+                                          "history": rows[1:]}, dumps=_dumps)
+        return web.json_response({"error": f"no placement known for {ns}/{name}"}, status=404)
+
+    return [web.get("/api/v1/placements", list_placements),
+            web.get("/api/v1/placements/{namespace}/{pod}", one_placement)]
+
+
+def _dumps(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, default=str)

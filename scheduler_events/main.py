@@ -1,0 +1,300 @@
+"""``accelscope collector`` and ``accelscope explain``: thin entry points.
+
+The collector follows the Kubernetes API (``--source kube``) or replays a
+recorded stream or dump (``--source replay --replay FILE``), rebuilds every
+placement decision and publishes it as metrics (``/metrics``), one JSON log
+line per decision, OTLP traces (``--otlp-endpoint``), the SQLite history
+(``--history``) and the read API (``/api/v1/placements``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from accelscope.config import ConfigError, annotate_help
+from accelscope.logs import event
+from accelscope.web import METRICS_ENDPOINT, build_app, parse_listen, refresh_loop, start_site
+from scheduler_events.api import routes
+from scheduler_events.decisions import DecisionEngine
+from scheduler_events.explain import explain
+from scheduler_events.outputs.log import DecisionLogger
+from scheduler_events.outputs.metrics import CollectorMetrics
+from scheduler_events.pipeline import Pipeline, Recorder, any_of
+from scheduler_events.sources.replay import ReplayStream
+
+DEFAULT_LISTEN = "0.0.0.0:9418"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Declare the collector's options."""
+    p.add_argument("--config", metavar="FILE", help="YAML config file; options go under 'collector:' "
+                   "(env ACCELSCOPE_COLLECTOR_CONFIG)")
+    p.add_argument("--source", default="kube", choices=("kube", "replay"),
+                   help="kube: list+watch the Kubernetes API; replay: read --replay FILE")
+    p.add_argument("--replay", metavar="FILE", help="recorded JSON-lines stream or 'kubectl get pods,nodes,events "
+                   "-A -o json' dump to replay")
+    p.add_argument("--speed", type=float, default=0.0,
+                   help="replay pacing: 0 = as fast as possible, 1 = real time, 60 = a minute per second")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT for /metrics and /api/v1")
+    p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: in-cluster, else ~/.kube/config)")
+    p.add_argument("--namespace", help="follow pods and events of one namespace only (default: all)")
+    p.add_argument("--pod-label-selector", help="label selector for the pods to follow")
+    p.add_argument("--scheduler-name", action="append", default=[], metavar="NAME=KIND",
+                   help="treat Events from NAME as scheduler KIND (kube-scheduler, hami, volcano); repeatable")
+    p.add_argument("--history", default="accelscope-history.db", metavar="PATH",
+                   help="SQLite history of decisions (outlives the 1-hour Event TTL); 'off' to disable")
+    p.add_argument("--history-max-age", type=float, default=7 * 86400, help="seconds of history to keep")
+    p.add_argument("--record", metavar="FILE", help="also append every received object event to FILE (JSON lines)")
+    p.add_argument("--otlp-endpoint", default="", metavar="URL",
+                   help="send one trace per placement over OTLP/HTTP (e.g. http://otel-collector:4318); empty = off")
+    p.add_argument("--cluster-name", default="", help="k8s.cluster.name resource attribute of traces")
+    p.add_argument("--web-config", metavar="FILE", help="exporter-toolkit web-config file for TLS and basic auth")
+    p.add_argument("--once", action="store_true",
+                   help="with --source replay: replay, print /metrics to stdout and exit")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="log level")
+    p.add_argument("--log-format", default="json", choices=("json", "text"), help="log format")
+    annotate_help(p, "collector")
+
+
+def _scheduler_names(values: list[str] | str) -> dict[str, str]:
+    if isinstance(values, str):
+        values = [v for v in values.split(",") if v]
+    out = {}
+    for v in values:
+        name, sep, kind = v.partition("=")
+        if not sep or not name or not kind:
+            raise ConfigError(f"--scheduler-name expects NAME=KIND, got {v!r}")
+        out[name.strip()] = kind.strip()
+    return out
+
+
+class Collector:
+    """The wired collector: pipeline, outputs and (optionally) history and traces."""
+
+    def __init__(self, args: argparse.Namespace, *, clock=time.time) -> None:
+        self.args = args
+        self.clock = clock
+        self.engine = DecisionEngine(scheduler_names=_scheduler_names(args.scheduler_name), clock=clock)
+        self.history = None
+        if args.history and args.history != "off":
+            from scheduler_events.outputs.history import HistoryError, HistoryStore
+            try:
+                self.history = HistoryStore(args.history, max_age_seconds=args.history_max_age)
+            except HistoryError as exc:
+                raise ConfigError(str(exc)) from exc
+        self.tracer = None
+        if args.otlp_endpoint:
+            from scheduler_events.outputs.traces import PlacementTracer
+            self.tracer = PlacementTracer(args.otlp_endpoint, cluster_name=args.cluster_name or None)
+        self.source: Any = None
+        self.replay_done = threading.Event()
+        self.pipeline = Pipeline(self.engine)
+        self.metrics = CollectorMetrics(self.engine, now=clock, extra_stats=self._source_stats,
+                                        synced=self._synced, lock=self.pipeline.lock)
+        outputs: list[Any] = [self.metrics, DecisionLogger(self.engine.device_usage)]
+        if self.history is not None:
+            outputs.append(_HistoryOutput(self.history))
+        if self.tracer is not None:
+            outputs.append(self.tracer)
+        self.pipeline.outputs = outputs
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.metrics)
+
+    def _source_stats(self) -> dict[str, dict[str, int]]:
+        if self.source is not None and hasattr(self.source, "stats_snapshot"):
+            return self.source.stats_snapshot()
+        return {}
+
+    def _synced(self) -> bool:
+        if self.args.source == "replay":
+            return self.replay_done.is_set()
+        return bool(self.source is not None and self.source.synced())
+
+    def replay(self, path: str, speed: float = 0.0, stop: threading.Event | None = None) -> int:
+        """Feed a recorded file through the pipeline; returns events fed."""
+        stream = ReplayStream(path)
+        n = 0
+        first_t = wall0 = None
+        for ev in stream:
+            if stop is not None and stop.is_set():
+                break
+            if speed > 0 and ev.received:
+                if first_t is None:
+                    first_t, wall0 = ev.received, time.monotonic()
+                delay = (ev.received - first_t) / speed - (time.monotonic() - wall0)
+                if delay > 0:
+                    if stop is not None:
+                        if stop.wait(min(delay, 3600)):
+                            break
+                    else:
+                        time.sleep(min(delay, 3600))
+            self.pipeline.feed(ev)
+            n += 1
+            if n % 1000 == 0:
+                self.pipeline.tick()
+        self.pipeline.tick()
+        for k, v in stream.errors.items():
+            self.engine.errors[f"replay_{k}"] += v
+        self.replay_done.set()
+        return n
+
+    def close(self) -> None:
+        if self.tracer is not None:
+            self.tracer.shutdown()
+        if self.history is not None:
+            self.history.close()
+
+
+class _HistoryOutput:
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def on_change(self, change) -> None:
+        self.store.record(change)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the collector until SIGINT/SIGTERM (or, with --once, one replay)."""
+    if args.source == "replay":
+        if not args.replay:
+            raise ConfigError("--source replay needs --replay FILE")
+        if not Path(args.replay).is_file():
+            raise ConfigError(f"--replay {args.replay}: no such file")
+    col = Collector(args)
+    try:
+        if args.once:
+            if args.source != "replay":
+                raise ConfigError("--once needs --source replay")
+            col.replay(args.replay)
+            sys.stdout.write(generate_latest(col.registry).decode())
+            return 0
+        web_cfg = None
+        if args.web_config:
+            from accelscope.webconfig import WebConfigError, load_web_config
+            try:
+                web_cfg = load_web_config(args.web_config)
+            except WebConfigError as exc:
+                raise ConfigError(str(exc)) from exc
+        host, port = parse_listen(args.listen)
+        return asyncio.run(_serve(col, web_cfg, host, port))
+    finally:
+        col.close()
+
+
+async def _serve(col: Collector, web_cfg, host: str, port: int) -> int:
+    args = col.args
+    stop = asyncio.Event()
+    tstop = threading.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover
+            pass
+    middlewares, ssl_ctx = [], None
+    if web_cfg is not None:
+        mw = web_cfg.middleware(exempt=("/healthz", "/readyz"))
+        if mw is not None:
+            middlewares.append(mw)
+        ssl_ctx = web_cfg.ssl_context()
+    app = build_app("collector", col.registry, ready=col._synced, cache_key=lambda: col.pipeline.processed,
+                    middlewares=middlewares, extra_routes=routes(col.pipeline, history=col.history),
+                    links=["/api/v1/placements"])
+    runner = await start_site(app, host, port, ssl_ctx)
+    refresher = asyncio.create_task(refresh_loop(app[METRICS_ENDPOINT], lambda: col.pipeline.processed, stop))
+    event("collector_listening", url=f"{'https' if ssl_ctx else 'http'}://{host}:{port}", source=args.source)
+    recorder = Recorder(args.record) if args.record else None
+    if args.source == "replay":
+        worker = threading.Thread(target=col.replay, args=(args.replay, args.speed, tstop), daemon=True)
+        worker.start()
+    else:
+        from scheduler_events.sources.kube import KubeSource
+        try:
+            col.source = KubeSource.from_environment(
+                kubeconfig=args.kubeconfig, namespace=args.namespace, pod_label_selector=args.pod_label_selector)
+        except Exception as exc:  # noqa: BLE001 - kubernetes raises several config errors
+            await runner.cleanup()
+            raise ConfigError(f"cannot reach the Kubernetes API: {exc}") from exc
+        worker = threading.Thread(target=col.pipeline.run_queue, args=(tstop,), daemon=True)
+        worker.start()
+        col.source.start(any_of(recorder, col.pipeline.submit) if recorder else col.pipeline.submit)
+    await stop.wait()
+    event("collector_stopping")
+    tstop.set()
+    if col.source is not None:
+        col.source.stop()
+    await asyncio.to_thread(worker.join, 5)
+    await refresher
+    if recorder is not None:
+        recorder.close()
+    await runner.cleanup()
+    return 0
+
+
+# ---------------------------------------------------------------- explain
+def add_explain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pod", metavar="NAMESPACE/POD", help="the pod to explain")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="explain offline from a 'kubectl get pods,nodes,events -A -o json' dump or a recorded "
+                   "stream, instead of asking a running collector")
+    p.add_argument("--url", default="http://127.0.0.1:9418",
+                   help="base URL of a running collector (env ACCELSCOPE_COLLECTOR_URL)")
+    p.add_argument("--format", default="text", choices=("text", "json"), help="output format")
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Print the explanation; exit 0 when known, 1 when the pod is unknown."""
+    ns, sep, name = args.pod.partition("/")
+    if not sep or not ns or not name:
+        raise ConfigError(f"expected NAMESPACE/POD, got {args.pod!r}")
+    if args.from_file:
+        if not Path(args.from_file).is_file():
+            raise ConfigError(f"--from {args.from_file}: no such file")
+        engine = DecisionEngine()
+        stream = ReplayStream(args.from_file)
+        last = 0.0
+        for ev in stream:
+            engine.apply(ev)
+            last = max(last, ev.received)
+        d = engine.decision(ns, name)
+        if d is None:
+            print(f"accelscope: {ns}/{name} not found in {args.from_file} (or it requests no accelerator)",
+                  file=sys.stderr)
+            return 1
+        x = explain(d, engine.device_usage(), last or None)
+        body = {"decision": d.to_dict(), "explanation": x.text, "facts": x.facts,
+                "history": [h.to_dict() for h in engine.history(ns, name)]}
+    else:
+        import os
+
+        base = os.environ.get("ACCELSCOPE_COLLECTOR_URL", args.url).rstrip("/")
+        url = f"{base}/api/v1/placements/{urllib.request.quote(ns)}/{urllib.request.quote(name)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - user-given collector URL
+                body = json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                print(f"accelscope: the collector at {base} has no placement for {ns}/{name}", file=sys.stderr)
+                return 1
+            raise ConfigError(f"collector at {base} answered HTTP {exc.code}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise ConfigError(f"cannot reach a collector at {base} ({exc}); start one with 'accelscope "
+                              f"collector' or explain offline with --from FILE") from exc
+    if args.format == "json":
+        print(json.dumps(body, indent=2, default=str))
+    else:
+        print(body.get("explanation") or json.dumps(body["decision"], default=str))
+    return 0
