@@ -15,6 +15,7 @@ from the SQLite history for pods the engine no longer remembers.  Shapes:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,8 +50,13 @@ def routes(pipeline: Pipeline, *, history: Any | None = None,
             out = [d.to_dict() for d in items[:limit]]
         if len(out) < limit and history is not None:
             seen = {d["uid"] for d in out}
-            for d in history.query(namespace=q.get("namespace"), outcome=outcome, reason=q.get("reason"),
-                                   node=q.get("node"), limit=limit):
+            try:
+                older = await asyncio.to_thread(history.query, namespace=q.get("namespace"), outcome=outcome,
+                                                reason=q.get("reason"), node=q.get("node"), limit=limit)
+            except Exception as exc:  # noqa: BLE001 - HistoryError: answer from memory, say so
+                return web.json_response({"items": out, "count": len(out), "warning": f"history unavailable: {exc}"},
+                                         dumps=_dumps)
+            for d in older:
                 if d["uid"] not in seen and len(out) < limit:
                     out.append(d)
                     seen.add(d["uid"])
@@ -66,7 +72,10 @@ def routes(pipeline: Pipeline, *, history: Any | None = None,
                         "history": [h.to_dict() for h in pipeline.engine.history(ns, name)]}
                 return web.json_response(body, dumps=_dumps)
         if history is not None:
-            rows = history.get(ns, name)
+            try:
+                rows = await asyncio.to_thread(history.get, ns, name)
+            except Exception as exc:  # noqa: BLE001 - HistoryError
+                return web.json_response({"error": f"history unavailable: {exc}"}, status=503)
             if rows:
                 return web.json_response({"decision": rows[0], "explanation": None, "facts": {},
                                           "history": rows[1:]}, dumps=_dumps)

@@ -88,11 +88,13 @@ class Collector:
         self.args = args
         self.clock = clock
         self.engine = DecisionEngine(scheduler_names=_scheduler_names(args.scheduler_name), clock=clock)
+        self.replay_clock = 0.0
         self.history = None
         if args.history and args.history != "off":
             from scheduler_events.outputs.history import HistoryError, HistoryStore
             try:
-                self.history = HistoryStore(args.history, max_age_seconds=args.history_max_age)
+                # replay: ages are measured on the recording's clock, so nothing just written is pruned
+                self.history = HistoryStore(args.history, max_age_seconds=args.history_max_age, clock=self.now)
             except HistoryError as exc:
                 raise ConfigError(str(exc)) from exc
         self.tracer = None
@@ -101,8 +103,9 @@ class Collector:
             self.tracer = PlacementTracer(args.otlp_endpoint, cluster_name=args.cluster_name or None)
         self.source: Any = None
         self.replay_done = threading.Event()
+        self.replay_clock = 0.0
         self.pipeline = Pipeline(self.engine)
-        self.metrics = CollectorMetrics(self.engine, now=clock, extra_stats=self._source_stats,
+        self.metrics = CollectorMetrics(self.engine, now=self.now, extra_stats=self._source_stats,
                                         synced=self._synced, lock=self.pipeline.lock)
         outputs: list[Any] = [self.metrics, DecisionLogger(self.engine.device_usage)]
         if self.history is not None:
@@ -112,6 +115,13 @@ class Collector:
         self.pipeline.outputs = outputs
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.metrics)
+
+    def now(self) -> float:
+        """Wall time live; in a replay, the time of the latest replayed object,
+        so ages ("pending for 12m") are those of the recording."""
+        if self.args.source == "replay" and self.replay_clock:
+            return self.replay_clock
+        return self.clock()
 
     def _source_stats(self) -> dict[str, dict[str, int]]:
         if self.source is not None and hasattr(self.source, "stats_snapshot"):
@@ -141,6 +151,8 @@ class Collector:
                             break
                     else:
                         time.sleep(min(delay, 3600))
+            if ev.received > self.replay_clock:
+                self.replay_clock = ev.received
             self.pipeline.feed(ev)
             n += 1
             if n % 1000 == 0:
@@ -159,11 +171,17 @@ class Collector:
 
 
 class _HistoryOutput:
+    """Pipeline output writing to the SQLite history (batched; ``tick``
+    flushes a quiet pipeline's queue)."""
+
     def __init__(self, store: Any) -> None:
         self.store = store
 
     def on_change(self, change) -> None:
         self.store.record(change)
+
+    def tick(self) -> None:
+        self.store.flush()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,7 +229,7 @@ async def _serve(col: Collector, web_cfg, host: str, port: int) -> int:
             middlewares.append(mw)
         ssl_ctx = web_cfg.ssl_context()
     app = build_app("collector", col.registry, ready=col._synced, cache_key=lambda: col.pipeline.processed,
-                    middlewares=middlewares, extra_routes=routes(col.pipeline, history=col.history),
+                    middlewares=middlewares, extra_routes=routes(col.pipeline, history=col.history, now=col.now),
                     links=["/api/v1/placements"])
     runner = await start_site(app, host, port, ssl_ctx)
     refresher = asyncio.create_task(refresh_loop(app[METRICS_ENDPOINT], lambda: col.pipeline.processed, stop))

@@ -236,7 +236,7 @@ class HistoryStore:
         """:meth:`record` each change of one ``DecisionEngine.apply`` result.
         Changes there share the decision's final state, so each distinct
         decision is snapshotted once (``to_dict`` is most of a record's cost)."""
-        rows: dict[int, list[Any] | None] = {}
+        rows: dict[int, list[Any]] = {}
         for c in changes:
             try:
                 d = c.decision
