@@ -69,7 +69,7 @@ def routes(pipeline: Pipeline, *, history: Any | None = None,
             if d is not None:
                 x = explain(d, pipeline.engine.device_usage(), now())
                 body = {"decision": d.to_dict(), "explanation": x.text, "facts": x.facts,
-                        "history": [h.to_dict() for h in pipeline.engine.history(ns, name)]}
+                        "history": pipeline.engine.history(ns, name)}
                 return web.json_response(body, dumps=_dumps)
         if history is not None:
             try:

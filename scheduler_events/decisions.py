@@ -81,6 +81,19 @@ KUBE_CODES = frozenset({
 })
 
 
+def _d(x: Any) -> dict[str, Any]:
+    """``x`` when it is a dict, else {} (API objects from a bad source)."""
+    return x if isinstance(x, dict) else {}
+
+
+def _l(x: Any) -> list[Any]:
+    return x if isinstance(x, list) else []
+
+
+def _s(x: Any) -> str:
+    return x if isinstance(x, str) else ""
+
+
 def parse_time(value: Any) -> float | None:
     """RFC 3339 (``2026-01-01T00:00:00Z``, with optional fraction) or a
     datetime -> Unix seconds; None when absent or unparsable."""
@@ -115,7 +128,7 @@ class _Tracked:
     seen_events: set[tuple[str, int]] = field(default_factory=set)
     last_logged_reasons: tuple = ()
     terminated: bool = False
-    history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=8))
+    history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=16))
 
 
 class DecisionEngine:
@@ -123,7 +136,10 @@ class DecisionEngine:
 
     ``scheduler_names``: extra reporter names -> kind (``{"gpu-sched": "kube-scheduler"}``).
     ``orphan_buffer``: events kept for pods not seen yet (oldest dropped and
-    counted as ``orphan_event``).  ``history``: finished decisions kept per pod.
+    counted as ``orphan_event``).  ``max_finished``: finished decisions
+    remembered (oldest forgotten).  Each tracked pod keeps a bounded history
+    (16 entries) of its attempts: one entry per change of outcome or of the
+    reasons, see :meth:`history`.
     """
 
     def __init__(self, *, scheduler_names: dict[str, str] | None = None, orphan_buffer: int = 10000,
@@ -173,12 +189,33 @@ class DecisionEngine:
                 return d
         return None
 
-    def history(self, namespace: str, name: str) -> list[PlacementDecision]:
-        """Earlier attempts' snapshots of ``namespace/name`` (oldest first)."""
+    def history(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The attempt history of ``namespace/name``, oldest first: dicts with
+        ``time`` (Unix s), ``change``, ``attempt``, ``outcome``,
+        ``primary_reason``, ``nodes_total``, ``nodes_fit`` and ``reasons``
+        ([{code, nodes}]).  Bounded to the last 16 entries."""
         uid = self.by_name.get((namespace, name))
         if uid and uid in self.pods:
             return list(self.pods[uid].history)
         return []
+
+    @staticmethod
+    def _remember(t: _Tracked, changes: list[Change]) -> None:
+        for c in changes:
+            d = c.decision
+            reasons = [{"code": r.code, "nodes": r.nodes} for r in d.rejections]
+            last = t.history[-1] if t.history else None
+            if c.kind == "attempt_failed" and last is not None and last["outcome"] == "pending" \
+                    and last["reasons"] == reasons:
+                last["attempt"] = d.attempt
+                last["time"] = c.time
+                continue
+            if c.kind not in ("attempt_failed", "placed", "failed", "deleted", "running"):
+                continue
+            t.history.append({"time": c.time, "change": c.kind, "attempt": d.attempt,
+                              "outcome": c.kind if c.kind in ("placed", "failed", "deleted") else d.outcome,
+                              "primary_reason": d.primary_reason, "nodes_total": d.nodes_total,
+                              "nodes_fit": d.nodes_fit, "reasons": reasons})
 
     def decisions(self) -> list[PlacementDecision]:
         """Every tracked decision plus the finished ones still remembered."""
@@ -204,8 +241,7 @@ class DecisionEngine:
     def _pod(self, ev: ObjectEvent) -> list[Change]:
         pod = ev.obj
         meta = pod["metadata"]
-        uid = meta.get("uid") or ""
-        ns, name = meta.get("namespace") or "", meta.get("name") or ""
+        uid, ns, name = _s(meta.get("uid")), _s(meta.get("namespace")), _s(meta.get("name"))
         if not uid or not name:
             self.errors["bad_object"] += 1
             return []
@@ -225,7 +261,9 @@ class DecisionEngine:
             self.by_name[(ns, name)] = uid
         else:
             replaced = []
-        changes = replaced + self._update_pod(tracked, pod, now)
+        own = self._update_pod(tracked, pod, now)
+        self._remember(tracked, own)
+        changes = replaced + own
         for oev in self._orphans.pop(uid, []) + self._orphans.pop(f"{ns}/{name}", []):
             self._orphan_count -= 1
             changes += self._event(oev)
@@ -233,15 +271,15 @@ class DecisionEngine:
 
     def _update_pod(self, t: _Tracked, pod: dict[str, Any], now: float) -> list[Change]:
         d = t.decision
-        meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+        meta, spec, status = pod["metadata"], _d(pod.get("spec")), _d(pod.get("status"))
         changes: list[Change] = []
         d.updated = max(d.updated, now)
-        owners = meta.get("ownerReferences") or []
+        owners = _l(meta.get("ownerReferences"))
         if owners and isinstance(owners[0], dict):
-            d.owner_kind, d.owner_name = owners[0].get("kind"), owners[0].get("name")
-        d.scheduler = spec.get("schedulerName") or "default-scheduler"
+            d.owner_kind, d.owner_name = _s(owners[0].get("kind")) or None, _s(owners[0].get("name")) or None
+        d.scheduler = _s(spec.get("schedulerName")) or "default-scheduler"
         d.requests = pod_requests(pod)
-        ann = meta.get("annotations") or {}
+        ann = _d(meta.get("annotations"))
         d.policies = {k: str(v) for k, v in ann.items()
                       if k in ("hami.io/node-scheduler-policy", "hami.io/gpu-scheduler-policy",
                                "nvidia.com/use-gputype", "nvidia.com/nouse-gputype", "nvidia.com/vgpu-mode")}
@@ -250,8 +288,8 @@ class DecisionEngine:
             d.created = created
         hami = decode_pod_annotations(ann)
         self._count_errors("hami_pod", hami.errors)
-        started = [parse_time(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
-                   for cs in status.get("containerStatuses") or [] if isinstance(cs, dict)]
+        started = [parse_time(_d(_d(cs.get("state")).get("running")).get("startedAt"))
+                   for cs in _l(status.get("containerStatuses")) if isinstance(cs, dict)]
         first_start = min((s for s in started if s is not None), default=None)
         if hami.filter_time_s and d.filtered is None:
             d.filtered = float(hami.filter_time_s)
@@ -268,7 +306,7 @@ class DecisionEngine:
         if hami.bind_time_s and d.bound is None:
             d.bound = float(hami.bind_time_s)
         cond = pod_scheduled_condition(pod)
-        node_name = spec.get("nodeName")
+        node_name = _s(spec.get("nodeName"))
         if node_name and d.outcome == "pending":
             d.node = node_name
             d.outcome = "placed"
@@ -305,12 +343,20 @@ class DecisionEngine:
             t.terminated = True
             if status.get("phase") == "Failed" and d.running is None and d.outcome in ("pending", "placed"):
                 d.outcome = "failed"
-                d.primary_reason = status.get("reason") or "PodFailed"
+                d.primary_reason = _s(status.get("reason")) or "PodFailed"
                 changes.append(Change("failed", d, now))
         return changes
 
     # ------------------------------------------------------------------ events
     def _event(self, ev: ObjectEvent) -> list[Change]:
+        tracked_changes = self._event_changes(ev)
+        if tracked_changes:
+            t = self.pods.get(tracked_changes[0].decision.uid)
+            if t is not None:
+                self._remember(t, tracked_changes)
+        return tracked_changes
+
+    def _event_changes(self, ev: ObjectEvent) -> list[Change]:
         view = event_view(ev.obj, self.known)
         self._count_errors("event", view.errors)
         ref = view.regarding
@@ -517,7 +563,7 @@ class DecisionEngine:
     # ------------------------------------------------------------------ nodes
     def _node(self, ev: ObjectEvent) -> None:
         obj = ev.obj
-        name = obj["metadata"].get("name")
+        name = _s(obj["metadata"].get("name"))
         if not name:
             self.errors["bad_object"] += 1
             return
@@ -525,7 +571,7 @@ class DecisionEngine:
             self.nodes.pop(name, None)
             return
         info = NodeInfo(name)
-        ann = obj["metadata"].get("annotations") or {}
+        ann = _d(obj["metadata"].get("annotations"))
         for key, value in ann.items():
             k = classify_node_annotation(key)
             if k is None:
@@ -543,13 +589,13 @@ class DecisionEngine:
                 self._count_errors("handshake", hs.errors)
                 ts = hs.time.timestamp() if hs.time is not None else None
                 info.handshake[k.vendor] = (hs.state or "unknown", ts)
-        status = obj.get("status") or {}
-        for res, q in (status.get("allocatable") or {}).items():
+        status = _d(obj.get("status"))
+        for res, q in _d(status.get("allocatable")).items():
             if "/" in res and isinstance(q, (str, int)) and str(q).isdigit():
                 info.allocatable[res] = int(q)
-        info.labels = dict(obj["metadata"].get("labels") or {})
-        info.unschedulable = bool((obj.get("spec") or {}).get("unschedulable"))
-        for c in status.get("conditions") or []:
+        info.labels = {str(k): str(v) for k, v in _d(obj["metadata"].get("labels")).items()}
+        info.unschedulable = _d(obj.get("spec")).get("unschedulable") is True
+        for c in _l(status.get("conditions")):
             if isinstance(c, dict) and c.get("type") == "Ready":
                 info.ready = c.get("status") == "True"
         self.nodes[name] = info

@@ -294,7 +294,7 @@ def run_explain(args: argparse.Namespace) -> int:
             return 1
         x = explain(d, engine.device_usage(), last or None)
         body = {"decision": d.to_dict(), "explanation": x.text, "facts": x.facts,
-                "history": [h.to_dict() for h in engine.history(ns, name)]}
+                "history": engine.history(ns, name)}
     else:
         import os
 

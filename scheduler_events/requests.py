@@ -88,10 +88,15 @@ def _int_quantity(v: Any) -> int | None:
 
 
 def _container_resources(c: dict[str, Any]) -> dict[str, int]:
-    res = c.get("resources") or {}
+    res = c.get("resources")
     out: dict[str, int] = {}
+    if not isinstance(res, dict):
+        return out
     for section in ("requests", "limits"):  # limits win: extended resources need requests == limits
-        for name, q in (res.get(section) or {}).items():
+        quantities = res.get(section)
+        if not isinstance(quantities, dict):
+            continue
+        for name, q in quantities.items():
             n = _int_quantity(q)
             if n is not None and classify_resource(name):
                 out[name] = n
@@ -105,13 +110,16 @@ def pod_requests(pod: dict[str, Any]) -> list[Request]:
     cores from the cores resource (percent -> 0..1), matched to the count
     resource of the same vendor.
     """
-    spec = pod.get("spec") or {}
+    spec = pod.get("spec") if isinstance(pod, dict) else None
+    spec = spec if isinstance(spec, dict) else {}
     totals: dict[str, int] = {}
-    for c in spec.get("containers") or []:
+    containers = spec.get("containers")
+    for c in containers if isinstance(containers, list) else []:
         if isinstance(c, dict):
             for k, v in _container_resources(c).items():
                 totals[k] = totals.get(k, 0) + v
-    for c in spec.get("initContainers") or []:
+    inits = spec.get("initContainers")
+    for c in inits if isinstance(inits, list) else []:
         if isinstance(c, dict):
             for k, v in _container_resources(c).items():
                 totals[k] = max(totals.get(k, 0), v)
