@@ -188,3 +188,29 @@ async def start_site(app: web.Application, host: str, port: int,
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     return runner
+
+
+def web_config_from_option(path: str | None):
+    """Load ``--web-config PATH`` (None when not given).
+
+    Returns a :class:`accelscope.webconfig.WebConfig`; raises
+    :class:`accelscope.config.ConfigError` with the file and key at fault.
+    """
+    if not path:
+        return None
+    from accelscope.config import ConfigError
+    from accelscope.webconfig import WebConfigError, load_web_config
+
+    try:
+        return load_web_config(path)
+    except WebConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def tls_and_auth(web_cfg) -> tuple[list, ssl.SSLContext | None]:
+    """The aiohttp middlewares and server SSL context of a web-config
+    (health endpoints stay open so probes work)."""
+    if web_cfg is None:
+        return [], None
+    mw = web_cfg.middleware(exempt=("/healthz", "/readyz"))
+    return ([mw] if mw is not None else []), web_cfg.ssl_context()

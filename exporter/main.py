@@ -19,7 +19,15 @@ from prometheus_client.exposition import generate_latest
 
 from accelscope.config import ConfigError, annotate_help, load_yaml
 from accelscope.logs import event
-from accelscope.web import METRICS_ENDPOINT, build_app, parse_listen, refresh_loop, start_site
+from accelscope.web import (
+    METRICS_ENDPOINT,
+    build_app,
+    parse_listen,
+    refresh_loop,
+    start_site,
+    tls_and_auth,
+    web_config_from_option,
+)
 from exporter.collect import SnapshotStore, SourceConfig, StoreCollector, collect_once, run_source_loop
 from exporter.render import RenderOptions
 
@@ -153,13 +161,7 @@ def run(args: argparse.Namespace) -> int:
         for c in sources:
             c.source.close()
         return 0
-    web_cfg = None
-    if args.web_config:
-        from accelscope.webconfig import WebConfigError, load_web_config
-        try:
-            web_cfg = load_web_config(args.web_config)
-        except WebConfigError as exc:
-            raise ConfigError(str(exc)) from exc
+    web_cfg = web_config_from_option(args.web_config)
     host, port = parse_listen(args.listen)
     return asyncio.run(_serve(args, sources, store, registry, web_cfg, host, port))
 
@@ -172,13 +174,7 @@ async def _serve(args, sources, store, registry, web_cfg, host, port) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
             pass
-    middlewares = []
-    ssl_ctx = None
-    if web_cfg is not None:
-        mw = web_cfg.middleware(exempt=("/healthz", "/readyz"))
-        if mw is not None:
-            middlewares.append(mw)
-        ssl_ctx = web_cfg.ssl_context()
+    middlewares, ssl_ctx = tls_and_auth(web_cfg)
     app = build_app("exporter", registry, ready=store.ready, cache_key=lambda: store.version,
                     middlewares=middlewares)
     runner = await start_site(app, host, port, ssl_ctx)

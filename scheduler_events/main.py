@@ -26,7 +26,15 @@ from prometheus_client.exposition import generate_latest
 
 from accelscope.config import ConfigError, annotate_help
 from accelscope.logs import event
-from accelscope.web import METRICS_ENDPOINT, build_app, parse_listen, refresh_loop, start_site
+from accelscope.web import (
+    METRICS_ENDPOINT,
+    build_app,
+    parse_listen,
+    refresh_loop,
+    start_site,
+    tls_and_auth,
+    web_config_from_option,
+)
 from scheduler_events.api import routes
 from scheduler_events.decisions import DecisionEngine
 from scheduler_events.explain import explain
@@ -199,13 +207,7 @@ def run(args: argparse.Namespace) -> int:
             col.replay(args.replay)
             sys.stdout.write(generate_latest(col.registry).decode())
             return 0
-        web_cfg = None
-        if args.web_config:
-            from accelscope.webconfig import WebConfigError, load_web_config
-            try:
-                web_cfg = load_web_config(args.web_config)
-            except WebConfigError as exc:
-                raise ConfigError(str(exc)) from exc
+        web_cfg = web_config_from_option(args.web_config)
         host, port = parse_listen(args.listen)
         return asyncio.run(_serve(col, web_cfg, host, port))
     finally:
@@ -222,12 +224,7 @@ async def _serve(col: Collector, web_cfg, host: str, port: int) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover
             pass
-    middlewares, ssl_ctx = [], None
-    if web_cfg is not None:
-        mw = web_cfg.middleware(exempt=("/healthz", "/readyz"))
-        if mw is not None:
-            middlewares.append(mw)
-        ssl_ctx = web_cfg.ssl_context()
+    middlewares, ssl_ctx = tls_and_auth(web_cfg)
     app = build_app("collector", col.registry, ready=col._synced, cache_key=lambda: col.pipeline.processed,
                     middlewares=middlewares, extra_routes=routes(col.pipeline, history=col.history, now=col.now),
                     links=["/api/v1/placements"])

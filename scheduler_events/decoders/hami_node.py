@@ -384,21 +384,26 @@ def _load_json_list(text: str, key: str | None, vendor: str) -> tuple[list[Any] 
     return data, None
 
 
+def _device_objects(data: list[Any] | None, id_key: str, errors: list[DecodeError]):
+    """Yield ``(case-insensitive object, device id)`` for each usable item of
+    a JSON device list; items that are not objects or lack the id are
+    recorded as ``bad_shape`` and skipped."""
+    for item in data or ():
+        obj = _ci(item) if isinstance(item, dict) else None
+        dev_id = obj.get(id_key) if obj is not None else None
+        if not isinstance(dev_id, str) or not dev_id:
+            errors.append(error("bad_shape", json.dumps(item)))
+            continue
+        yield obj, dev_id
+
+
 def _decode_json(text: str, key: str | None, vendor: str) -> NodeRegister:
     data, failed = _load_json_list(text, key, vendor)
     if failed is not None:
         return failed
     devices: list[NodeDevice] = []
     errors: list[DecodeError] = []
-    for item in data or ():
-        if not isinstance(item, dict):
-            errors.append(error("bad_shape", json.dumps(item)))
-            continue
-        obj = _ci(item)
-        dev_id = obj.get("id")
-        if not isinstance(dev_id, str) or not dev_id:
-            errors.append(error("bad_shape", json.dumps(item)))
-            continue
+    for obj, dev_id in _device_objects(data, "id", errors):
         type_ = _json_str(obj, "type", errors)
         units = _json_int(obj, "devcore", errors)
         custom: dict[str, Any] = {}
@@ -467,15 +472,7 @@ def _decode_metax(text: str, key: str | None, vendor: str) -> NodeRegister:
         return failed
     devices: list[NodeDevice] = []
     errors: list[DecodeError] = []
-    for item in data or ():
-        if not isinstance(item, dict):
-            errors.append(error("bad_shape", json.dumps(item)))
-            continue
-        obj = _ci(item)
-        dev_id = obj.get("uuid")
-        if not isinstance(dev_id, str) or not dev_id:
-            errors.append(error("bad_shape", json.dumps(item)))
-            continue
+    for obj, dev_id in _device_objects(data, "uuid", errors):
         model = _json_str(obj, "model", errors)
         units = _json_int(obj, "totalcompute", errors)
         custom = {k: obj[k] for k in _METAX_EXTRAS if k in obj}
