@@ -63,7 +63,7 @@ from scheduler_events.model import (
     PlacementDecision,
     Rejection,
 )
-from scheduler_events.requests import pod_is_relevant, pod_requests
+from scheduler_events.requests import pod_cpu_memory, pod_is_relevant, pod_requests, quantity
 from scheduler_events.stream import ObjectEvent
 
 log = logging.getLogger("accelscope")
@@ -156,6 +156,12 @@ class DecisionEngine:
         self._orphan_count = 0
         self._orphan_limit = orphan_buffer
         self._clock = clock
+        #: every bound, running pod's (node, cpu_milli, memory_mib), accelerator or not
+        self._pod_res: dict[str, tuple[str, int, int]] = {}
+        #: node -> [cpu_milli, memory_mib, pods] requested by bound, running pods
+        self.node_requests: dict[str, list[int]] = {}
+        #: nodes whose capacity or allocations changed since the last take_dirty()
+        self.dirty_nodes: set[str] = set()
 
     # ------------------------------------------------------------------ entry
     def apply(self, ev: ObjectEvent) -> list[Change]:
@@ -246,6 +252,7 @@ class DecisionEngine:
             self.errors["bad_object"] += 1
             return []
         now = self._now(ev)
+        self._account(uid, pod, ev.type == "DELETED")
         tracked = self.pods.get(uid)
         if ev.type == "DELETED":
             if tracked is None:
@@ -268,6 +275,36 @@ class DecisionEngine:
             self._orphan_count -= 1
             changes += self._event(oev)
         return changes
+
+    def _account(self, uid: str, pod: dict[str, Any], deleted: bool) -> None:
+        """Keep per-node CPU, memory and pod-slot requests of every bound,
+        non-terminated pod (the fragmentation model's stranded capacity)."""
+        spec, status = _d(pod.get("spec")), _d(pod.get("status"))
+        node = _s(spec.get("nodeName"))
+        live = bool(node) and not deleted and status.get("phase") not in ("Succeeded", "Failed")
+        new = (node, *pod_cpu_memory(pod)) if live else None
+        old = self._pod_res.get(uid)
+        if old == new:
+            return
+        if old is not None:
+            acc = self.node_requests.setdefault(old[0], [0, 0, 0])
+            acc[0] -= old[1]
+            acc[1] -= old[2]
+            acc[2] -= 1
+            self.dirty_nodes.add(old[0])
+            del self._pod_res[uid]
+        if new is not None:
+            acc = self.node_requests.setdefault(new[0], [0, 0, 0])
+            acc[0] += new[1]
+            acc[1] += new[2]
+            acc[2] += 1
+            self.dirty_nodes.add(new[0])
+            self._pod_res[uid] = new
+
+    def take_dirty(self) -> set[str]:
+        """Nodes changed since the last call (and clear the set)."""
+        dirty, self.dirty_nodes = self.dirty_nodes, set()
+        return dirty
 
     def _update_pod(self, t: _Tracked, pod: dict[str, Any], now: float) -> list[Change]:
         d = t.decision
@@ -301,8 +338,10 @@ class DecisionEngine:
             for ci, container in enumerate(alloc.devices.containers):
                 devices.extend(DeviceAllocation(dev.uuid, dev.type, ci, dev.memory_bytes, dev.core_ratio,
                                                 alloc.key.vendor) for dev in container)
-        if devices:
+        if devices and devices != d.devices:
             d.devices = devices
+            if d.node:
+                self.dirty_nodes.add(d.node)
         if hami.bind_time_s and d.bound is None:
             d.bound = float(hami.bind_time_s)
         cond = pod_scheduled_condition(pod)
@@ -340,6 +379,8 @@ class DecisionEngine:
                 d.allocated = first_start
             changes.append(Change("running", d, d.running))
         if status.get("phase") in ("Succeeded", "Failed"):
+            if not t.terminated and d.node:
+                self.dirty_nodes.add(d.node)
             t.terminated = True
             if status.get("phase") == "Failed" and d.running is None and d.outcome in ("pending", "placed"):
                 d.outcome = "failed"
@@ -552,6 +593,8 @@ class DecisionEngine:
             # bound but never started: outputs still need to close the placement
             changes.append(Change("deleted", d, now))
         d.finished = now
+        if d.node and d.devices:
+            self.dirty_nodes.add(d.node)
         self.pods.pop(d.uid, None)
         if self.by_name.get((d.namespace, d.name)) == d.uid:
             del self.by_name[(d.namespace, d.name)]
@@ -567,6 +610,7 @@ class DecisionEngine:
         if not name:
             self.errors["bad_object"] += 1
             return
+        self.dirty_nodes.add(name)
         if ev.type == "DELETED":
             self.nodes.pop(name, None)
             return
@@ -590,9 +634,13 @@ class DecisionEngine:
                 ts = hs.time.timestamp() if hs.time is not None else None
                 info.handshake[k.vendor] = (hs.state or "unknown", ts)
         status = _d(obj.get("status"))
-        for res, q in _d(status.get("allocatable")).items():
+        alloc = _d(status.get("allocatable"))
+        for res, q in alloc.items():
             if "/" in res and isinstance(q, (str, int)) and str(q).isdigit():
                 info.allocatable[res] = int(q)
+        info.cpu_milli = quantity(alloc.get("cpu"), 1000)
+        info.memory_mib = quantity(alloc.get("memory"), 1 / (1024 * 1024))
+        info.pods = quantity(alloc.get("pods"))
         info.labels = {str(k): str(v) for k, v in _d(obj["metadata"].get("labels")).items()}
         info.unschedulable = _d(obj.get("spec")).get("unschedulable") is True
         for c in _l(status.get("conditions")):

@@ -185,14 +185,18 @@ class NodeInfo:
 
     ``devices``: registered accelerators by UUID; ``handshake``: vendor ->
     (state, Unix seconds) from ``hami.io/node-handshake*``; ``allocatable``:
-    extended resources from ``status.allocatable`` (counts); ``cpu_free``...
-    are filled by the fragmentation model later.
+    extended resources from ``status.allocatable`` (counts); ``cpu_milli``,
+    ``memory_mib``, ``pods``: allocatable CPU (milli-cores), memory (MiB) and
+    pod slots.
     """
 
     name: str
     devices: dict[str, NodeDeviceInfo] = field(default_factory=dict)
     handshake: dict[str, tuple[str, float | None]] = field(default_factory=dict)
     allocatable: dict[str, int] = field(default_factory=dict)
+    cpu_milli: int | None = None
+    memory_mib: int | None = None
+    pods: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     unschedulable: bool = False
     ready: bool | None = None

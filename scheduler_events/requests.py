@@ -68,6 +68,49 @@ _RULES: list[tuple[re.Pattern[str], str, str]] = [(re.compile(p), r, v) for p, r
 MIB = 1024 * 1024
 
 
+def quantity(value: Any, scale: float = 1.0) -> int | None:
+    """A Kubernetes quantity (``500m``, ``16Gi``, ``64``) times ``scale``,
+    rounded up to an int; None when absent or malformed.  Parsing is the
+    ``kubernetes`` client's ``parse_quantity``."""
+    if value is None or isinstance(value, bool):
+        return None
+    from kubernetes.utils import parse_quantity
+
+    from decimal import Decimal
+
+    try:
+        q = parse_quantity(value) * Decimal(repr(scale))
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+    return int(-(-q // 1)) if q >= 0 else None
+
+
+def pod_cpu_memory(pod: dict[str, Any]) -> tuple[int, int]:
+    """``(cpu_milli, memory_mib)`` requested by a pod: the sum over its
+    containers, or the largest init container when that is more (as the
+    scheduler counts them).  Malformed quantities count as 0."""
+    spec = pod.get("spec") if isinstance(pod, dict) else None
+    spec = spec if isinstance(spec, dict) else {}
+
+    def req(c: Any) -> tuple[int, int]:
+        res = c.get("resources") if isinstance(c, dict) else None
+        r = res.get("requests") if isinstance(res, dict) else None
+        if not isinstance(r, dict):
+            return 0, 0
+        return quantity(r.get("cpu"), 1000) or 0, quantity(r.get("memory"), 1 / MIB) or 0
+
+    containers = spec.get("containers")
+    cpu = mem = 0
+    for c in containers if isinstance(containers, list) else []:
+        a, b = req(c)
+        cpu, mem = cpu + a, mem + b
+    inits = spec.get("initContainers")
+    for c in inits if isinstance(inits, list) else []:
+        a, b = req(c)
+        cpu, mem = max(cpu, a), max(mem, b)
+    return cpu, mem
+
+
 def classify_resource(name: str) -> tuple[str, str] | None:
     """``(role, vendor)`` of an extended resource name, or None if it is not
     an accelerator resource.  Roles: count, memory, memory_pct, cores."""

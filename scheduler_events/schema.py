@@ -105,14 +105,54 @@ SYNCED = MetricSpec(
     "accel_collector_synced", GAUGE, "1", (),
     "1 once the initial list of every followed kind finished (or a replay was read), else 0.")
 
+FRAG_RATE = MetricSpec(
+    "accel_cluster_fragmentation_ratio", GAUGE, "1", (),
+    "FGD fragmentation rate: F_N(M) / free GPU, 0-1 (the share of free accelerator capacity the target "
+    "workload M cannot use).", source="scheduler_events/fragmentation.py over the observed cluster state.")
+FRAG_GPUS = MetricSpec(
+    "accel_cluster_fragmented_gpus", GAUGE, "{gpu}", (MODEL,),
+    "F_N(M) per accelerator model: free GPU (in whole-GPU units) that the target workload cannot use.",
+    source="FGD F_n(M) summed over the model's nodes.")
+FREE_GPUS = MetricSpec(
+    "accel_cluster_free_gpus", GAUGE, "{gpu}", (MODEL,),
+    "Free accelerator capacity per model, in whole-GPU units (HAMi: min(free cores, free memory) per device).",
+    source="HAMi register and allocation annotations; whole-device allocatable minus requests.")
+NODE_FRAG = MetricSpec(
+    "accel_node_fragmented_gpus", GAUGE, "{gpu}", (NODE, MODEL),
+    "F_n(M) of the most fragmented nodes (top N, --fragmentation-top-nodes), in whole-GPU units.",
+    source="FGD F_n(M).")
+STRANDED = MetricSpec(
+    "accel_stranded_gpus", GAUGE, "{gpu}", ("reason",),
+    "Free accelerator capacity on nodes whose CPU, memory or pod slots are exhausted, by reason, in GPUs.",
+    source="node allocatable minus the requests of bound pods.")
+PLACEABLE = MetricSpec(
+    "accel_placeable_pods", GAUGE, "{pod}", ("shape",),
+    "How many more pods of each target-workload shape fit the cluster as it is (each shape counted alone).",
+    source="fragmentation.largest_placeable.")
+UNPLACEABLE = MetricSpec(
+    "accel_unplaceable_free_gpus", GAUGE, "{gpu}", ("shape",),
+    "Free accelerator capacity that cannot serve a pod of this shape, in GPUs.",
+    source="fragmentation.unplaceable_free.")
+BLOCKED = MetricSpec(
+    "accel_pending_blocked_by_fragmentation_pods", GAUGE, "{pod}", (),
+    "Pending accelerator pods whose request fits the cluster's total free capacity but no single node.",
+    source="fragmentation.blocked_by_fragmentation.")
+WORKLOAD = MetricSpec(
+    "accel_workload_shape_ratio", GAUGE, "1", ("shape", "source"),
+    "Popularity p_m of each shape in the target workload M (0-1; source observed or configured).",
+    source="shapes of tracked pods, most frequent covering --fragmentation-coverage.")
+
 DECISION_FAMILIES = [ATTEMPTS, DECISIONS, REJECTIONS, PHASE_DURATION, PENDING, OLDEST_PENDING]
 ALLOCATION_FAMILIES = [DEVICE_MEMORY_REGISTERED, DEVICE_MEMORY_ALLOCATED, DEVICE_CORES_REGISTERED,
                        DEVICE_CORES_ALLOCATED, DEVICE_SHARED, DEVICE_SHARE_LIMIT, DEVICE_HEALTHY, HANDSHAKE]
 SELF_FAMILIES = [DECODE_ERRORS, OBJECT_EVENTS, TRACKED, WATCH, SYNCED]
-ALL = DECISION_FAMILIES + ALLOCATION_FAMILIES + SELF_FAMILIES
+FRAGMENTATION_FAMILIES = [FRAG_RATE, FRAG_GPUS, FREE_GPUS, NODE_FRAG, STRANDED, PLACEABLE, UNPLACEABLE, BLOCKED,
+                          WORKLOAD]
+ALL = DECISION_FAMILIES + ALLOCATION_FAMILIES + FRAGMENTATION_FAMILIES + SELF_FAMILIES
 
 GROUPS = [
     ("Placement decisions", DECISION_FAMILIES),
     ("Allocation from HAMi annotations (scheduler's view, not usage)", ALLOCATION_FAMILIES),
+    ("Fragmentation (FGD, Weng et al. ATC'23)", FRAGMENTATION_FAMILIES),
     ("The collector itself", SELF_FAMILIES),
 ]

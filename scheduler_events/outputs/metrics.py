@@ -55,8 +55,10 @@ class CollectorMetrics(Collector):
 
     def __init__(self, engine: DecisionEngine, *, now: Callable[[], float],
                  extra_stats: Callable[[], dict[str, dict[str, int]]] | None = None,
-                 synced: Callable[[], bool] | None = None, lock: threading.Lock | None = None) -> None:
+                 synced: Callable[[], bool] | None = None, lock: threading.Lock | None = None,
+                 fragmentation: Any | None = None) -> None:
         self.engine = engine
+        self.fragmentation = fragmentation
         self.now = now
         self.extra_stats = extra_stats
         self.synced = synced
@@ -149,7 +151,49 @@ class CollectorMetrics(Collector):
         yield h
         yield from self._pending()
         yield from self._allocation()
+        if self.fragmentation is not None:
+            yield from self._fragmentation()
         yield from self._self()
+
+    def _fragmentation(self) -> Iterable[Metric]:
+        view = self.fragmentation
+        view.refresh()
+        summ = view.summary()
+        g = GaugeMetricFamily(S.FRAG_RATE.name, S.FRAG_RATE.help)
+        g.add_metric([], summ.rate)
+        yield g
+        fg = GaugeMetricFamily(S.FRAG_GPUS.name, S.FRAG_GPUS.help, labels=S.FRAG_GPUS.labels)
+        fr = GaugeMetricFamily(S.FREE_GPUS.name, S.FREE_GPUS.help, labels=S.FREE_GPUS.labels)
+        for model, (frag, free) in sorted(summ.by_model.items()):
+            fg.add_metric([model], frag)
+            fr.add_metric([model], free)
+        yield fg
+        yield fr
+        g = GaugeMetricFamily(S.NODE_FRAG.name, S.NODE_FRAG.help, labels=S.NODE_FRAG.labels)
+        for n in summ.nodes:
+            g.add_metric([n["node"], n["gpu_model"]], n["fragmented_gpus"])
+        yield g
+        stranded: collections.Counter[str] = collections.Counter()
+        for s in summ.stranded:
+            stranded[s["reason"]] += s["free_gpus"]
+        g = GaugeMetricFamily(S.STRANDED.name, S.STRANDED.help, labels=S.STRANDED.labels)
+        for reason in ("cpu", "memory", "pods"):
+            g.add_metric([reason], stranded.get(reason, 0.0))
+        yield g
+        p = GaugeMetricFamily(S.PLACEABLE.name, S.PLACEABLE.help, labels=S.PLACEABLE.labels)
+        u = GaugeMetricFamily(S.UNPLACEABLE.name, S.UNPLACEABLE.help, labels=S.UNPLACEABLE.labels)
+        for row in summ.placeable:
+            p.add_metric([row["shape"]], row["placeable"])
+            u.add_metric([row["shape"]], row["unplaceable_free_gpus"])
+        yield p
+        yield u
+        g = GaugeMetricFamily(S.BLOCKED.name, S.BLOCKED.help)
+        g.add_metric([], len(summ.blocked_pods))
+        yield g
+        g = GaugeMetricFamily(S.WORKLOAD.name, S.WORKLOAD.help, labels=S.WORKLOAD.labels)
+        for row in summ.workload:
+            g.add_metric([row["shape"], summ.workload_source], row["popularity"])
+        yield g
 
     def _pending(self) -> Iterable[Metric]:
         now = self.now()
