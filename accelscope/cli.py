@@ -3,6 +3,7 @@
   accelscope exporter   the node agent (device metrics on /metrics)
   accelscope collector  the cluster agent (placement decisions, /api/v1/placements)
   accelscope explain    why is NAMESPACE/POD pending (or placed where it is)
+  accelscope fragmentation report   how much free capacity the workload cannot use
   accelscope demo       the stack on its embedded default (no cluster, no GPU)
   accelscope version    print the version
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
 
 from accelscope import __version__
 from accelscope.config import ConfigError, resolve
@@ -47,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
                          description="Ask a running collector, or read a kubectl dump or recorded stream "
                          "(--from), and print a short plain explanation of the pod's placement.")
     add_explain_arguments(exp)
+    from scheduler_events.main import add_report_arguments
+
+    frag = sub.add_parser("fragmentation", help="fragmentation of free accelerator capacity (FGD)",
+                          description="Measure how much free accelerator capacity the cluster's workload cannot "
+                          "use (FGD's F_N(M), Weng et al. ATC'23).")
+    fsub = frag.add_subparsers(dest="fragmentation_command", metavar="<subcommand>")
+    rep = fsub.add_parser("report", help="report the cluster's fragmentation",
+                          description="Cluster fragmentation rate, fragmented and free GPUs, the most fragmented "
+                          "nodes, stranded devices, the largest placeable shapes, pending pods blocked by "
+                          "fragmentation, and what an FGD repack of movable pods would recover.")
+    add_report_arguments(rep)
     demo = sub.add_parser("demo", help="run the stack on its embedded default (mock node + a real capture)",
                           description="Start the exporter on the built-in mock node (whole GPUs, MIG and "
                           "HAMi vGPU slices) plus a replay of a real A100 MIG capture, and print the URL.")
@@ -77,8 +88,15 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging("warning", "text")
             from scheduler_events.main import run_explain
             return run_explain(pre)
+        if pre.command == "fragmentation":
+            if pre.fragmentation_command != "report":
+                parser.parse_args(["fragmentation", "--help"])
+            setup_logging("warning", "text")
+            from scheduler_events.main import run_report
+            return run_report(pre)
         if pre.command == "demo":
-            return _demo(pre)
+            from accelscope.demo import run_demo
+            return run_demo(pre.listen, once=pre.once)
         if pre.command == "version":
             print(f"accelscope {__version__}")
             return 0
@@ -89,61 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def _demo(pre: argparse.Namespace) -> int:
-    """Exporter (mock node + replayed capture) in this process, collector
-    (replaying the demo cluster dump) in a child process."""
-    import subprocess
-    import tempfile
-
-    from exporter.main import add_arguments, run
-
-    data = resources.files("exporter") / "data" / "demo"
-    dump = str(resources.files("scheduler_events") / "data" / "demo-cluster-dump.json")
-    host, _, port = pre.listen.rpartition(":")
-    collector_listen = f"{host}:{int(port) + 1}"
-    if pre.once:
-        subprocess.run([sys.executable, "-m", "accelscope.cli", "collector", "--source", "replay", "--replay", dump,
-                        "--once", "--history", "off", "--log-level", "error"], check=True)
-    else:
-        state = tempfile.mkdtemp(prefix="accelscope-demo-")
-        child = subprocess.Popen([sys.executable, "-m", "accelscope.cli", "collector", "--source", "replay",
-                                  "--replay", dump, "--listen", collector_listen, "--history",
-                                  f"{state}/history.db", "--log-format", "text", "--log-level", "warning"])
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    argv = ["--source", "mock,replay", "--replay", str(data), "--listen", pre.listen,
-            "--node-name", "demo-node", "--interval", "5", "--log-format", "text"]
-    if pre.once:
-        argv.append("--once")
-    args = p.parse_args(argv)
-    args.config_sections = {"mock": _demo_inventory()}
-    setup_logging("warning" if pre.once else "info", "text")
-    if pre.once:
-        return run(args)
-    print(f"accelscope demo\n"
-          f"  exporter (mock node + replayed A100 MIG capture):  curl http://{host}:{port}/metrics\n"
-          f"  collector (replayed HAMi cluster dump):            curl http://{collector_listen}/metrics\n"
-          f"                                                     curl http://{collector_listen}/api/v1/placements\n"
-          f"  why is ml/ranker-2 pending?  .venv/bin/accelscope explain ml/ranker-2 --url http://{collector_listen}\n"
-          f"  (Ctrl-C to stop)", flush=True)
-    try:
-        return run(args)
-    finally:
-        child.terminate()
-        try:
-            child.wait(5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-
-
-def _demo_inventory() -> dict:
-    from exporter.sources.mock import DEFAULT_INVENTORY
-
-    inv = dict(DEFAULT_INVENTORY)
-    inv["first_index"] = 1  # the replayed A100 is gpu0
-    return inv
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,11 @@ from typing import Any
 import yaml
 
 
-class ConfigError(Exception):
+#: top-level sections of the config file, one per agent
+KNOWN_SECTIONS = ("exporter", "collector")
+
+
+class ConfigError(ValueError):
     """A configuration file or value that can't be used; the message says why."""
 
 
@@ -71,6 +75,10 @@ def resolve(parser: argparse.ArgumentParser, argv: list[str] | None, agent: str,
     config_path = getattr(pre, "config", None) or env.get(f"ACCELSCOPE_{agent.upper()}_CONFIG")
     if config_path:
         data = load_yaml(config_path)
+        stray = [k for k in data if k not in KNOWN_SECTIONS]
+        if stray:
+            raise ConfigError(f"config file {config_path}: unknown section(s) {', '.join(map(str, stray))}; "
+                              f"valid: {', '.join(KNOWN_SECTIONS)}")
         section = data.get(agent, {}) or {}
         if not isinstance(section, dict):
             raise ConfigError(f"config file {config_path}: section '{agent}' must be a mapping")

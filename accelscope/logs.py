@@ -45,11 +45,28 @@ def setup_logging(level: str = "info", fmt: str = "json", stream=None) -> loggin
             datefmt="%Y-%m-%dT%H:%M:%S%z",
         ))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(numeric)
     logger.propagate = False
     return logger
+
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+class _TextFormatter(logging.Formatter):
+    """``time LEVEL event key=value ...``: the text form keeps every field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        human = fields.pop("human_message", None)
+        parts = [base] + [f"{k}={v!r}" if isinstance(v, str) and " " in v else f"{k}={v}"
+                          for k, v in fields.items()]
+        if human:
+            parts.append(f"| {human}")
+        return " ".join(parts)
 
 
 def event(event_name: str, /, level: int = logging.INFO, **fields: Any) -> None:

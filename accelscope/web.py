@@ -171,11 +171,14 @@ def build_app(name: str, registry: CollectorRegistry, *, ready: Callable[[], boo
 def parse_listen(value: str) -> tuple[str, int]:
     """Parse ``HOST:PORT`` (``[::1]:9400``, ``:9400`` = all interfaces).
 
-    Raises ValueError with a readable message on a bad value.
+    Raises :class:`accelscope.config.ConfigError` (a ValueError) with a
+    readable message on a bad value.
     """
+    from accelscope.config import ConfigError
+
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--listen must be HOST:PORT (for example 0.0.0.0:9400), got {value!r}")
+        raise ConfigError(f"--listen must be HOST:PORT (for example 0.0.0.0:9417), got {value!r}")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
 
@@ -186,7 +189,14 @@ async def start_site(app: web.Application, host: str, port: int,
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        from accelscope.config import ConfigError
+
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                          "(is another accelscope already running? choose another --listen)") from exc
     return runner
 
 

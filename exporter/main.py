@@ -91,7 +91,18 @@ def build_sources(args: argparse.Namespace) -> list[SourceConfig]:
     ``exporter: {sources: {nvml: {interval: 5}}}``.  Raises ConfigError.
     """
     names = parse_sources(args.source)
-    per_source = (getattr(args, "config_sections", {}) or {}).get("sources", {}) or {}
+    sections = getattr(args, "config_sections", {}) or {}
+    unknown = set(sections) - {"sources", "mock"}
+    if unknown:
+        raise ConfigError(f"config: unknown exporter section(s) {', '.join(sorted(unknown))}; valid: mock, sources")
+    per_source = sections.get("sources", {}) or {}
+    for name, opts in per_source.items():
+        if name not in SOURCES:
+            raise ConfigError(f"config: exporter.sources.{name}: unknown source; valid: {', '.join(SOURCES)}")
+        bad = set(opts or {}) - {"interval", "timeout"}
+        if bad:
+            raise ConfigError(f"config: exporter.sources.{name}: unknown option(s) {', '.join(sorted(bad))}; "
+                              "valid: interval, timeout")
     out: list[SourceConfig] = []
     for name in names:
         if name == "nvml":
@@ -104,7 +115,10 @@ def build_sources(args: argparse.Namespace) -> list[SourceConfig]:
             from exporter.sources.mock import MockSource
             inventory = None
             if args.mock_inventory:
-                inventory = load_yaml(args.mock_inventory)
+                try:
+                    inventory = load_yaml(args.mock_inventory)
+                except ConfigError as exc:
+                    raise ConfigError(f"--mock-inventory: {exc}") from exc
             elif "mock" in (getattr(args, "config_sections", {}) or {}):
                 inventory = args.config_sections["mock"]
             try:
@@ -119,8 +133,10 @@ def build_sources(args: argparse.Namespace) -> list[SourceConfig]:
             from exporter.sources.replay import ReplaySource
             src = ReplaySource(args.replay)
         opts = per_source.get(name, {}) or {}
-        out.append(SourceConfig(src, float(opts.get("interval", args.interval)),
-                                float(opts.get("timeout", args.timeout))))
+        interval, timeout = float(opts.get("interval", args.interval)), float(opts.get("timeout", args.timeout))
+        if interval <= 0 or timeout <= 0:
+            raise ConfigError(f"source {name}: interval and timeout must be > 0 seconds (got {interval}, {timeout})")
+        out.append(SourceConfig(src, interval, timeout))
     return out
 
 
@@ -160,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(generate_latest(registry).decode())
         for c in sources:
             c.source.close()
+        failed = [st.source for st in store.all_stats() if not st.success]
+        if failed:
+            print(f"accelscope: {', '.join(failed)}: collection failed (see accel_exporter_collect_errors_total "
+                  "and the log above)", file=sys.stderr)
+            return 1
         return 0
     web_cfg = web_config_from_option(args.web_config)
     host, port = parse_listen(args.listen)

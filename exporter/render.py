@@ -52,7 +52,8 @@ class SourceStats:
     duration_count: int = 0
     success: bool = False
     last_success: float | None = None
-    errors: dict[str, int] = field(default_factory=dict)
+    #: source-level failures start at 0 so the series exist before the first one
+    errors: dict[str, int] = field(default_factory=lambda: {"start": 0, "exception": 0, "timeout": 0})
     clamped: int = 0
 
     def observe(self, seconds: float) -> None:

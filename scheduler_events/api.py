@@ -4,6 +4,8 @@
   ``namespace``, ``outcome`` (pending, placed, failed, deleted), ``reason``
   (primary reason code), ``node``, ``limit`` (default 100, max 1000).
   Answer: ``{"items": [decision...], "count": n}``.
+* ``GET /api/v1/fragmentation`` — the fragmentation report (see
+  ``accelscope fragmentation report --format json``).
 * ``GET /api/v1/placements/{namespace}/{pod}`` — one pod: ``{"decision":
   {...}, "explanation": "...", "facts": {...}, "history": [...]}``; 404 with
   ``{"error": ...}`` when the collector has never seen it.
@@ -28,7 +30,7 @@ from scheduler_events.pipeline import Pipeline
 
 
 def routes(pipeline: Pipeline, *, history: Any | None = None,
-           now: Callable[[], float] = time.time) -> list[web.RouteDef]:
+           now: Callable[[], float] = time.time, fragmentation: Any | None = None) -> list[web.RouteDef]:
     """Route definitions for :func:`accelscope.web.build_app`."""
 
     async def list_placements(request: web.Request) -> web.Response:
@@ -37,9 +39,11 @@ def routes(pipeline: Pipeline, *, history: Any | None = None,
         if outcome and outcome not in OUTCOMES:
             return web.json_response({"error": f"outcome must be one of {', '.join(OUTCOMES)}"}, status=400)
         try:
-            limit = max(1, min(1000, int(q.get("limit", "100"))))
+            limit = int(q.get("limit", "100"))
         except ValueError:
-            return web.json_response({"error": "limit must be an integer"}, status=400)
+            limit = 0
+        if not 1 <= limit <= 1000:
+            return web.json_response({"error": "limit must be an integer from 1 to 1000"}, status=400)
         with pipeline.lock:
             items = [d for d in pipeline.engine.decisions()
                      if (not q.get("namespace") or d.namespace == q["namespace"])
@@ -81,8 +85,18 @@ def routes(pipeline: Pipeline, *, history: Any | None = None,
                                           "history": rows[1:]}, dumps=_dumps)
         return web.json_response({"error": f"no placement known for {ns}/{name}"}, status=404)
 
+    async def fragmentation_report(_: web.Request) -> web.Response:
+        if fragmentation is None:
+            return web.json_response({"error": "fragmentation view disabled"}, status=404)
+        from scheduler_events.main import fragmentation_body
+
+        with pipeline.lock:
+            body = fragmentation_body(fragmentation)
+        return web.json_response(body, dumps=_dumps)
+
     return [web.get("/api/v1/placements", list_placements),
-            web.get("/api/v1/placements/{namespace}/{pod}", one_placement)]
+            web.get("/api/v1/placements/{namespace}/{pod}", one_placement),
+            web.get("/api/v1/fragmentation", fragmentation_report)]
 
 
 def _dumps(obj: Any) -> str:

@@ -38,6 +38,7 @@ from accelscope.web import (
 from scheduler_events.api import routes
 from scheduler_events.decisions import DecisionEngine
 from scheduler_events.explain import explain
+from scheduler_events.fragmentation_view import FragmentationView
 from scheduler_events.outputs.log import DecisionLogger
 from scheduler_events.outputs.metrics import CollectorMetrics
 from scheduler_events.pipeline import Pipeline, Recorder, any_of
@@ -70,11 +71,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="send one trace per placement over OTLP/HTTP (e.g. http://otel-collector:4318); empty = off")
     p.add_argument("--cluster-name", default="", help="k8s.cluster.name resource attribute of traces")
     p.add_argument("--web-config", metavar="FILE", help="exporter-toolkit web-config file for TLS and basic auth")
+    p.add_argument("--fragmentation-coverage", type=_ratio, default=0.6,
+                   help="share of observed pods whose shapes form the target workload M (0-1]")
+    p.add_argument("--fragmentation-top-nodes", type=int, default=20,
+                   help="per-node fragmentation series for the N most fragmented nodes")
     p.add_argument("--once", action="store_true",
                    help="with --source replay: replay, print /metrics to stdout and exit")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="log level")
     p.add_argument("--log-format", default="json", choices=("json", "text"), help="log format")
     annotate_help(p, "collector")
+
+
+def _ratio(v: str) -> float:
+    x = float(v)
+    if not 0 < x <= 1:
+        raise ValueError(f"expected a share in (0, 1], got {v}")
+    return x
 
 
 def _scheduler_names(values: list[str] | str) -> dict[str, str]:
@@ -113,8 +125,11 @@ class Collector:
         self.replay_done = threading.Event()
         self.replay_clock = 0.0
         self.pipeline = Pipeline(self.engine)
+        self.fragmentation = FragmentationView(self.engine, coverage=args.fragmentation_coverage,
+                                               top_n=args.fragmentation_top_nodes)
         self.metrics = CollectorMetrics(self.engine, now=self.now, extra_stats=self._source_stats,
-                                        synced=self._synced, lock=self.pipeline.lock)
+                                        synced=self._synced, lock=self.pipeline.lock,
+                                        fragmentation=self.fragmentation)
         outputs: list[Any] = [self.metrics, DecisionLogger(self.engine.device_usage)]
         if self.history is not None:
             outputs.append(_HistoryOutput(self.history))
@@ -226,8 +241,10 @@ async def _serve(col: Collector, web_cfg, host: str, port: int) -> int:
             pass
     middlewares, ssl_ctx = tls_and_auth(web_cfg)
     app = build_app("collector", col.registry, ready=col._synced, cache_key=lambda: col.pipeline.processed,
-                    middlewares=middlewares, extra_routes=routes(col.pipeline, history=col.history, now=col.now),
-                    links=["/api/v1/placements"])
+                    middlewares=middlewares,
+                    extra_routes=routes(col.pipeline, history=col.history, now=col.now,
+                                        fragmentation=col.fragmentation),
+                    links=["/api/v1/placements", "/api/v1/fragmentation"])
     runner = await start_site(app, host, port, ssl_ctx)
     refresher = asyncio.create_task(refresh_loop(app[METRICS_ENDPOINT], lambda: col.pipeline.processed, stop))
     event("collector_listening", url=f"{'https' if ssl_ctx else 'http'}://{host}:{port}", source=args.source)
@@ -260,14 +277,45 @@ async def _serve(col: Collector, web_cfg, host: str, port: int) -> int:
 
 
 # ---------------------------------------------------------------- explain
+def collector_url(url: str) -> str:
+    """``--url`` (or ``$ACCELSCOPE_COLLECTOR_URL``) as a base URL; ``http://`` is assumed."""
+    import os
+
+    base = os.environ.get("ACCELSCOPE_COLLECTOR_URL", url).strip().rstrip("/")
+    return base if "://" in base else f"http://{base}"
+
+
+def fetch_json(base: str, path: str) -> dict[str, Any] | None:
+    """GET ``base + path`` from a collector; None on the collector's own 404.
+    Raises ConfigError when the server can't be reached or isn't a collector."""
+    try:
+        with urllib.request.urlopen(base + path, timeout=10) as r:  # noqa: S310 - user-given collector URL
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            payload = json.loads(exc.read() or b"null")
+        except ValueError:
+            payload = None
+        if exc.code == 404 and isinstance(payload, dict) and "error" in payload:
+            return None
+        raise ConfigError(f"{base} answered HTTP {exc.code} and is not an accelscope collector "
+                          f"(is --url the collector's address, port 9418 by default?)") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{base} did not answer with JSON; is it an accelscope collector?") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"cannot reach a collector at {base} ({getattr(exc, 'reason', exc)}); start one with "
+                          f"'accelscope collector' or work offline with --from FILE") from exc
+
+
+
 def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pod", metavar="NAMESPACE/POD", help="the pod to explain")
     p.add_argument("--from", dest="from_file", metavar="FILE",
                    help="explain offline from a 'kubectl get pods,nodes,events -A -o json' dump or a recorded "
                    "stream, instead of asking a running collector")
     p.add_argument("--url", default="http://127.0.0.1:9418",
-                   help="base URL of a running collector (env ACCELSCOPE_COLLECTOR_URL)")
-    p.add_argument("--format", default="text", choices=("text", "json"), help="output format")
+                   help="base URL of a running collector (env ACCELSCOPE_COLLECTOR_URL; default %(default)s)")
+    p.add_argument("--format", default="text", choices=("text", "json"), help="output format (default %(default)s)")
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -295,21 +343,91 @@ def run_explain(args: argparse.Namespace) -> int:
     else:
         import os
 
-        base = os.environ.get("ACCELSCOPE_COLLECTOR_URL", args.url).rstrip("/")
-        url = f"{base}/api/v1/placements/{urllib.request.quote(ns)}/{urllib.request.quote(name)}"
-        try:
-            with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - user-given collector URL
-                body = json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                print(f"accelscope: the collector at {base} has no placement for {ns}/{name}", file=sys.stderr)
-                return 1
-            raise ConfigError(f"collector at {base} answered HTTP {exc.code}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise ConfigError(f"cannot reach a collector at {base} ({exc}); start one with 'accelscope "
-                              f"collector' or explain offline with --from FILE") from exc
+        base = collector_url(args.url)
+        body = fetch_json(base, f"/api/v1/placements/{urllib.request.quote(ns)}/{urllib.request.quote(name)}")
+        if body is None:
+            print(f"accelscope: the collector at {base} has no placement for {ns}/{name}", file=sys.stderr)
+            return 1
     if args.format == "json":
         print(json.dumps(body, indent=2, default=str))
     else:
         print(body.get("explanation") or json.dumps(body["decision"], default=str))
     return 0
+
+
+# ---------------------------------------------------------------- fragmentation report
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="offline: a 'kubectl get pods,nodes -A -o json' dump or a recorded stream (default: ask a "
+                   "running collector)")
+    p.add_argument("--url", default="http://127.0.0.1:9418",
+                   help="base URL of a running collector (env ACCELSCOPE_COLLECTOR_URL; default %(default)s)")
+    p.add_argument("--format", default="text", choices=("text", "json"), help="output format (default %(default)s)")
+    p.add_argument("--coverage", type=_ratio, default=0.6, help="target-workload coverage for --from (default 0.6)")
+    p.add_argument("--top", type=int, default=10, help="most fragmented nodes to list (default 10)")
+
+
+def fragmentation_body(view: FragmentationView) -> dict[str, Any]:
+    """The report's JSON shape (also ``GET /api/v1/fragmentation``)."""
+    view.refresh()
+    body = view.summary().to_dict()
+    body["repack"] = view.repack_estimate()
+    return body
+
+
+def run_report(args: argparse.Namespace) -> int:
+    if args.from_file:
+        if not Path(args.from_file).is_file():
+            raise ConfigError(f"--from {args.from_file}: no such file")
+        engine = DecisionEngine()
+        for ev in ReplayStream(args.from_file):
+            engine.apply(ev)
+        view = FragmentationView(engine, coverage=args.coverage, top_n=args.top)
+        body = fragmentation_body(view)
+    else:
+        body = fetch_json(collector_url(args.url), "/api/v1/fragmentation")
+        if body is None:
+            raise ConfigError("the collector has no fragmentation view")
+    if args.format == "json":
+        print(json.dumps(body, indent=2))
+    else:
+        print(render_report(body, top=args.top))
+    return 0
+
+
+def render_report(body: dict[str, Any], top: int = 10) -> str:
+    """Plain-text form of the report."""
+    c = body["cluster"]
+    wl = body["workload"]
+    shapes = ", ".join(f"{s['shape']} {s['popularity']:.0%}" for s in wl["shapes"])
+    lines = [f"Fragmentation rate {c['fragmentation_rate']:.1%}: {c['fragmented_gpus']:.2f} of "
+             f"{c['free_gpus']:.2f} free GPUs cannot serve the target workload ({wl['source']}: {shapes})."]
+    for model, m in c.get("by_model", {}).items():
+        lines.append(f"  {model}: {m['fragmented_gpus']:.2f} of {m['free_gpus']:.2f} free GPUs fragmented")
+    if body["nodes"]:
+        lines.append("Most fragmented nodes:")
+        for n in body["nodes"][:top]:
+            lines.append(f"  {n['node']} ({n['gpu_model']}): {n['fragmented_gpus']:.2f} of {n['free_gpus']:.2f} "
+                         f"free GPUs ({n['fragmentation']:.0%})")
+    if body["stranded"]:
+        lines.append("Stranded (free GPUs on nodes out of another resource):")
+        for s in body["stranded"][:top]:
+            lines.append(f"  {s['node']}: {s['free_gpus']:.2f} GPUs, out of {s['reason']}")
+    else:
+        lines.append("Stranded: none.")
+    lines.append("Largest placeable, per target shape:")
+    for row in body["largest_placeable"]:
+        lines.append(f"  {row['shape']}: {row['placeable']} more pod(s); {row['unplaceable_free_gpus']:.2f} free "
+                     f"GPUs unusable for it")
+    blocked = body["blocked_by_fragmentation"]
+    lines.append(f"Pending pods blocked by fragmentation: {', '.join(blocked) if blocked else 'none'}.")
+    r = body.get("repack")
+    if r:
+        if r["unplaced_pods"]:
+            lines.append(f"Repack by FGD: {r['unplaced_pods']} of {r['movable_pods']} movable pods would not fit "
+                         f"again; no estimate.")
+        else:
+            lines.append(f"Repack by FGD of {r['movable_pods']} movable pod(s) would recover "
+                         f"{r['recovered_gpus']:.2f} GPUs ({r['fragmented_gpus_before']:.2f} -> "
+                         f"{r['fragmented_gpus_after']:.2f} fragmented).")
+    return "\n".join(lines)

@@ -53,6 +53,17 @@ DEFAULT_INVENTORY: dict[str, Any] = {
     "load": {"period_seconds": 600, "base": 0.45, "amplitude": 0.35},
 }
 
+#: per-model facts the mock reports (compute capability, memory clock Hz)
+_MODEL_FACTS = {
+    "NVIDIA H100 80GB HBM3": ("9.0", 2_619e6), "NVIDIA H200": ("9.0", 3_201e6),
+    "NVIDIA A100-SXM4-40GB": ("8.0", 1_215e6), "NVIDIA A100-SXM4-80GB": ("8.0", 1_593e6),
+    "NVIDIA L40S": ("8.9", 9_001e6), "NVIDIA L4": ("8.9", 6_251e6), "Tesla T4": ("7.5", 5_001e6),
+    "Tesla V100-PCIE-32GB": ("7.0", 877e6),
+}
+_INVENTORY_KEYS = {"devices", "load", "first_index"}
+_DEVICE_KEYS = {"model", "count", "memory_gib", "power_limit_watts", "pod", "mig", "vgpu"}
+_VGPU_KEYS = {"namespace", "pod", "container", "memory_gib", "cores", "idle"}
+
 _MIG_MEM_GIB = {"1g.5gb": 5, "1g.10gb": 10, "2g.10gb": 10, "3g.20gb": 20, "4g.20gb": 20, "7g.40gb": 40,
                 "1g.10gb+me": 10, "1g.20gb": 20, "2g.20gb": 20, "3g.40gb": 40, "4g.40gb": 40, "7g.80gb": 80}
 
@@ -66,7 +77,8 @@ class MockSource:
     """Deterministic simulated node.
 
     ``inventory``: see the module docstring (default :data:`DEFAULT_INVENTORY`).
-    ``clock``: Unix seconds; the load pattern and energy counter follow it.
+    ``clock``: Unix seconds; the load pattern follows it, and the counters
+    (energy, PCIe bytes, throttle time) count from the source's start.
     ``seed``: changes UUIDs, so two mock nodes don't collide.
     Raises ValueError on a malformed inventory (at construction).
     """
@@ -82,12 +94,25 @@ class MockSource:
         self._validate()
 
     def _validate(self) -> None:
+        if not isinstance(self.inventory, dict):
+            raise ValueError("mock inventory must be a mapping with a 'devices' list")
+        unknown = set(self.inventory) - _INVENTORY_KEYS
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_INVENTORY_KEYS))}")
         devs = self.inventory.get("devices")
         if not isinstance(devs, list) or not devs:
             raise ValueError("mock inventory needs a non-empty 'devices' list")
         for i, d in enumerate(devs):
             if not isinstance(d, dict) or "model" not in d or "memory_gib" not in d:
                 raise ValueError(f"mock device #{i} needs 'model' and 'memory_gib'")
+            bad = set(d) - _DEVICE_KEYS
+            if bad:
+                raise ValueError(f"mock device #{i}: unknown key(s) {', '.join(sorted(bad))}; "
+                                 f"valid: {', '.join(sorted(_DEVICE_KEYS))}")
+            for v in d.get("vgpu") or []:
+                bad = set(v) - _VGPU_KEYS if isinstance(v, dict) else {"(not a mapping)"}
+                if bad:
+                    raise ValueError(f"mock device #{i} vgpu: unknown key(s) {', '.join(sorted(bad))}")
             if d.get("mig") and d.get("vgpu"):
                 raise ValueError(f"mock device #{i}: a device is either MIG or HAMi vGPU, not both")
             for p in d.get("mig") or []:
@@ -95,7 +120,8 @@ class MockSource:
                     raise ValueError(f"mock device #{i}: unknown MIG profile {p!r}; known: {sorted(_MIG_MEM_GIB)}")
 
     def start(self) -> None:
-        self._start = self.clock()
+        if self._start is None:
+            self._start = self.clock()
 
     def close(self) -> None:
         pass
@@ -111,6 +137,8 @@ class MockSource:
     def collect(self) -> Snapshot:
         """Return the node's state at ``clock()`` (pure function of time)."""
         now = self.clock()
+        if self._start is None:
+            self._start = now
         snap = Snapshot(source=self.name, timestamp=now)
         index = int(self.inventory.get("first_index", 0))
         for spec in self.inventory["devices"]:
@@ -129,19 +157,23 @@ class MockSource:
         power = round(idle_w + (limit - idle_w) * load, 1)
         mig = spec.get("mig") or []
         vgpus = spec.get("vgpu") or []
+        cc, mem_clock = _MODEL_FACTS.get(model, ("8.0", 1_593e6))
+        up = max(0.0, now - self._start)
         dev = Device(
             hw_id=uuid, vendor="nvidia", model=model, kind="gpu", index=index, name=f"gpu{index}",
             serial=f"MOCK{index:09d}", driver_version="570.133.20", firmware_version="96.00.99.00.01",
-            pci_bus_id=f"0000:{0x18 + index * 0x10:02x}:00.0", numa_node=index // 4, compute_capability="9.0",
+            pci_bus_id=f"0000:{0x18 + index * 0x10:02x}:00.0", numa_node=index // 4, compute_capability=cc,
             memory_total_bytes=total, power_watts=power, power_limit_watts=limit,
-            # energy: mean power over time since the epoch of the clock, deterministic
-            energy_joules=round((idle_w + (limit - idle_w) * 0.45) * now, 3),
+            # counters run from the source's start: mean power x uptime
+            energy_joules=round((idle_w + (limit - idle_w) * 0.45) * up, 3),
             temperatures={"gpu": round(32 + 45 * load, 1), "memory": round(36 + 40 * load, 1)},
             temperature_limits={"high.degraded": 87.0, "high.critical": 92.0},
-            clocks_hz={"sm": round(1_980e6 * (0.5 + 0.5 * load)), "memory": 2_619e6},
+            clocks_hz={"sm": round(1_980e6 * (0.5 + 0.5 * load)), "memory": mem_clock},
+            throttle_seconds={"power": round(up * 0.02 * (index + 1), 3), "thermal": 0.0,
+                              "sync_boost": 0.0, "low_util": round(up * 0.1, 3)},
             errors={("corrected", "dram"): index, ("uncorrected", "dram"): 0},
-            io_bytes={("pcie", "receive"): int(now * 1e6 * (index + 1)) % (1 << 62),
-                      ("pcie", "transmit"): int(now * 4e5 * (index + 1)) % (1 << 62)},
+            io_bytes={("pcie", "receive"): int(up * 2e8 * (index + 1) * (0.2 + load)),
+                      ("pcie", "transmit"): int(up * 8e7 * (index + 1) * (0.2 + load))},
         )
         if not mig:
             dev.utilization = {"general": load, "encoder": 0.0, "decoder": 0.0}

@@ -17,7 +17,12 @@ GIB = 1024**3
 
 
 def _mock_text() -> str:
-    return scrape([MockSource(clock=FixedClock())], RenderOptions(node_name="node-a"))
+    """One scrape an hour after the mock started (so its counters moved)."""
+    clock = FixedClock()
+    src = MockSource(clock=clock)
+    src.start()
+    clock.t += 3600
+    return scrape([src], RenderOptions(node_name="node-a"))
 
 
 def test_mock_golden_file():
