@@ -58,10 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                           "nodes, stranded devices, the largest placeable shapes, pending pods blocked by "
                           "fragmentation, and what an FGD repack of movable pods would recover.")
     add_report_arguments(rep)
-    demo = sub.add_parser("demo", help="run the stack on its embedded default (mock node + a real capture)",
-                          description="Start the exporter on the built-in mock node (whole GPUs, MIG and "
-                          "HAMi vGPU slices) plus a replay of a real A100 MIG capture, and print the URL.")
-    demo.add_argument("--listen", default="127.0.0.1:9417", help="HOST:PORT to serve on")
+    demo = sub.add_parser("demo", help="run the stack on its embedded default (no cluster, no GPU)",
+                          description="Start the exporter on the built-in mock node (whole GPUs, MIG and HAMi vGPU "
+                          "slices) plus a replay of a real A100 MIG capture, and the collector on a replayed HAMi "
+                          "cluster dump; print the URLs and commands to try.")
+    demo.add_argument("--listen", default="127.0.0.1:9417",
+                      help="HOST:PORT of the exporter; the collector takes PORT+1 (default %(default)s)")
     demo.add_argument("--once", action="store_true", help="print one scrape and exit")
     sub.add_parser("version", help="print the version")
     return p

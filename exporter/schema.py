@@ -110,7 +110,9 @@ POWER_LIMIT = MetricSpec(
     "Enforced power limit, in watts.", "accel.power.limit", "gauge", source=_NV)
 THROTTLE = MetricSpec(
     "accel_throttle_duration_seconds_total", COUNTER, "s", DEV + ("accel_throttle_reason",),
-    "Cumulative time the clocks were held down, in seconds, by reason.", "accel.throttle.duration", "counter",
+    "Cumulative time the clocks were held down, in seconds, by reason: power, thermal, sync_boost, board, "
+    "low_util, reliability (NVML violation counters); hw_thermal, hw_power_brake (nvidia-smi clock-event "
+    "counters, replay).", "accel.throttle.duration", "counter",
     source="NVML nvmlDeviceGetViolationStatus (ns/1e9).")
 FAN = MetricSpec(
     "accel_fan_speed_ratio", GAUGE, "1", DEV,

@@ -39,6 +39,7 @@ few KiB of the 2 MB file.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Callable
@@ -75,7 +76,15 @@ class HamiVgpuSource:
         self._resolved: dict[str, tuple[str, str] | None] = {}
 
     def start(self) -> None:
-        """Nothing to set up: files are opened per collect."""
+        """Files are opened per collect; this only warns (once) when the
+        directory does not exist, since a mis-mounted ``ctrPath`` would
+        otherwise lose every vGPU slice without a word."""
+        if not os.path.isdir(self.root):
+            from accelscope.logs import event
+
+            event("hami_vgpu_dir_missing", logging.WARNING, path=str(self.root),
+                  detail="no HAMi-core shared-region directory; vGPU slices appear when it exists "
+                         "(set --hami-vgpu-dir to HAMi's devicePlugin.monitor.ctrPath)")
 
     def close(self) -> None:
         """Nothing held between collects."""

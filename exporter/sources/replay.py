@@ -249,8 +249,12 @@ def merge(results: list[tuple[int, int, Parsed]]) -> Parsed:
             out.problems.append(
                 Problem(kind="conflict", detail=f"{values['hw_id']}: captures disagree on model: {models}")
             )
+        if _placeholder(values["hw_id"]) and any(d.hw_id == values["hw_id"] for d in out.devices):
+            # two different devices behind one placeholder UUID: name this one by its bus
+            values["hw_id"] = f"nvidia-{values['pci_bus_id']}" if values.get("pci_bus_id") else \
+                f"{values['hw_id']}#{len(out.devices)}"
         for rec in records:
-            device_alias[rec.hw_id] = values["hw_id"]
+            device_alias.setdefault(rec.hw_id, values["hw_id"])
         out.devices.append(Device(**values))
 
     # ---- slices
@@ -303,7 +307,17 @@ def merge(results: list[tuple[int, int, Parsed]]) -> Parsed:
     return out
 
 
+def _placeholder(hw_id: str) -> bool:
+    """All-zero UUIDs (masked captures, some VMs) identify nothing."""
+    return hw_id[:4] in ("GPU-", "MIG-") and set(hw_id[4:]) <= {"0", "-"}
+
+
 def _same_device(a: Device, b: Device) -> bool:
+    if a.hw_id == b.hw_id and _placeholder(a.hw_id):
+        # a placeholder UUID: trust the PCI bus id and the model instead
+        if a.pci_bus_id and b.pci_bus_id and a.pci_bus_id != b.pci_bus_id:
+            return False
+        return not (a.model and b.model and a.model != b.model)
     if a.hw_id == b.hw_id:
         return True
     if a.hw_id.startswith("GPU-") and b.hw_id.startswith("GPU-"):

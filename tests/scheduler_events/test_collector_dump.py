@@ -266,3 +266,43 @@ def test_pending_pod_deleted_is_counted_and_explained():
     assert explain(d, {}, NOW + 60).text.startswith("ml/ranker-2 was deleted while pending after 12m 40s.")
     assert metrics.decisions[("hami-scheduler", "deleted")] == 1
 
+
+
+def test_fragmentation_report_on_the_dump(capsys):
+    assert main(["fragmentation", "report", "--from", str(DUMP), "--format", "json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    c = body["cluster"]
+    # free GPU per device = min(free core share, free memory share), HAMi register minus allocations:
+    # V100 #0 0 (100% cores taken), V100 #1 1-16000/32768 -> 0.511, H100s 1-74000/81559 -> 0.092 and
+    # 0.8 cores -> 0.2 vs 1-70000/81559 -> 0.141, T4 1-12000/15360 -> 0.218
+    assert c["free_gpus"] == pytest.approx(0.511 + 0.092 + 0.141 + 0.218, abs=1e-9)
+    assert body["workload"]["source"] == "configured"  # 8 tracked pods < 20: the trace-derived mix
+    assert body["blocked_by_fragmentation"] == ["ml/ranker-2"]
+    assert 0 < c["fragmentation_rate"] <= 1
+    assert [n["node"] for n in body["nodes"]][:1] == ["gpu-node-a"]
+    assert set(body["repack"]) >= {"movable_pods", "recovered_gpus", "unplaced_pods"}
+    assert main(["fragmentation", "report", "--from", str(DUMP)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Fragmentation rate ") and "Pending pods blocked by fragmentation: ml/ranker-2." in text
+
+
+def test_explain_against_a_server_that_is_not_a_collector(capsys):
+    import http.server
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(b"404 page not found")
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        assert main(["explain", "ml/ranker-2", "--url", f"127.0.0.1:{srv.server_port}"]) == 2
+    finally:
+        srv.shutdown()
+    assert "is not an accelscope collector" in capsys.readouterr().err
