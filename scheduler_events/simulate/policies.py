@@ -22,8 +22,9 @@ Policies
     ``int(100 * sigmoid(-Δ / 1000))``; nodes with equal integer scores are tied
     and kube-scheduler picks one of the tied nodes at random; on the chosen
     node a sharing task goes to the first GPU index with the best integer
-    score.  With ``quantize=False`` the exact minimum Δ wins (ties random) and
-    the GPU is :func:`~scheduler_events.fragmentation.fgd_choice`'s.
+    score.  With ``quantize=False`` the minimum Δ wins (Δ rounded to 1e-6
+    milli-GPU, so float noise does not break ties; ties as above) and the GPU
+    is :func:`~scheduler_events.fragmentation.fgd_choice`'s.
 ``bestfit``
     The reference simulator's ``BestFitScore`` (see :func:`bestfit_score`).
 ``random``
@@ -67,6 +68,9 @@ MAX_SPEC_GPU = 8_000
 #: HAMi's default ``deviceSplitCount``: at most this many tasks share one GPU
 HAMI_DEFAULT_SPLIT = 10
 
+#: exact FGD compares Δ (milli-GPU) rounded to this many decimals
+DELTA_DECIMALS = 6
+
 Placement = tuple[int, list[int]]
 
 
@@ -78,15 +82,17 @@ class SimCluster:
     nodes whose states are identical.
 
     A group key is ``(gpu_type, cpu_milli, memory_mib, n_gpus, cpu_free,
-    memory_free, frees)`` with ``frees`` the per-GPU free milli sorted in
-    descending order; ``task_aware=True`` (HAMi) keys on ``(free, tasks)``
-    pairs instead, because HAMi's split count makes the number of tasks on a
-    GPU matter.  The nodes passed in are used as they are (and changed by
+    memory_free, frees, pairs)`` with ``frees`` the per-GPU free milli sorted
+    in descending order; with ``task_aware=True`` (HAMi) ``pairs`` holds the
+    sorted ``(free, tasks)`` per GPU, because HAMi's split count makes the
+    number of tasks on a GPU matter (otherwise ``None``).  ``tie_first``:
+    among equally good nodes, take the lowest index (the node order is the
+    tie-break order) instead of a random one.  The nodes passed in are used as they are (and changed by
     :meth:`place`); pass copies to keep the originals.
     """
 
     __slots__ = ("nodes", "tasks", "groups", "check_memory", "task_aware", "tie_first", "_key",
-                 "total_gpu_milli", "free_gpu_milli", "_cpu_only")
+                 "total_gpu_milli", "free_gpu_milli", "_no_mem")
 
     def __init__(
         self,
@@ -109,7 +115,7 @@ class SimCluster:
             self.groups.setdefault(key, []).append(i)
         self.total_gpu_milli = sum(GPU_MILLI * len(n.gpu_free_milli) for n in self.nodes)
         self.free_gpu_milli = sum(sum(n.gpu_free_milli) for n in self.nodes)
-        self._cpu_only: dict[Shape, Shape] = {}
+        self._no_mem: dict[Shape, Shape] = {}
 
     def state_key(self, i: int) -> tuple:
         n = self.nodes[i]
@@ -152,9 +158,9 @@ class SimCluster:
         """``shape`` as it is charged to a node: without memory when memory is not checked."""
         if self.check_memory or not shape.memory_mib:
             return shape
-        s = self._cpu_only.get(shape)
+        s = self._no_mem.get(shape)
         if s is None:
-            s = self._cpu_only[shape] = replace(shape, memory_mib=0)
+            s = self._no_mem[shape] = replace(shape, memory_mib=0)
         return s
 
     def _move(self, i: int) -> None:
@@ -317,7 +323,9 @@ class FGD(Policy):
         s = self._exact.get(mkey)
         if s is None:
             got = fgd_choice(rep, shape, self.workload)
-            s = self._exact[mkey] = -math.inf if got is None else -got[0]
+            # Δ equal in exact arithmetic can differ in the last bits (F is a float
+            # sum taken in different orders); rounding keeps such placements tied
+            s = self._exact[mkey] = -math.inf if got is None else -round(got[0], DELTA_DECIMALS)
             if len(self._exact) > 2_000_000:
                 self._exact.clear()
         return s
