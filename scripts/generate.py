@@ -1,7 +1,8 @@
 """``make generate``: rebuild every generated file from its source.
 
-Today: ``docs/metrics.md`` from the schema modules.  (Dashboards, alert
-rules and the chart's copies join here as they are built.)  Each generator
+``docs/metrics.md`` from the schema modules; the alert rule file, the
+PrometheusRule manifest and ``docs/runbooks.md`` from ``alerts/``; the
+dashboards from ``dashboards/``.  Each generator
 is a pure function returning ``{relative path: text}`` so the staleness test
 can compare without writing.
 """
@@ -64,7 +65,13 @@ def generate_metrics_doc() -> dict[str, str]:
     return {"docs/metrics.md": text}
 
 
-GENERATORS = [generate_metrics_doc]
+def generate_alerts() -> dict[str, str]:
+    from alerts.generate import generate
+
+    return generate()
+
+
+GENERATORS = [generate_metrics_doc, generate_alerts]
 
 
 def generate_all() -> dict[str, str]:
