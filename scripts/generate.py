@@ -71,7 +71,13 @@ def generate_alerts() -> dict[str, str]:
     return generate()
 
 
-GENERATORS = [generate_metrics_doc, generate_alerts]
+def generate_dashboards() -> dict[str, str]:
+    from dashboards.generate import generate
+
+    return generate()
+
+
+GENERATORS = [generate_metrics_doc, generate_alerts, generate_dashboards]
 
 
 def generate_all() -> dict[str, str]:

@@ -1,0 +1,158 @@
+"""Placement decisions: outcomes over time, rejections by reason code,
+phase latencies, pending pods with their primary reason and trace links,
+recent decisions, and the collector's own health."""
+
+from __future__ import annotations
+
+from scheduler_events import schema as C
+
+from . import common as c
+from .common import COUNT, PER_SECOND, RATIO, SECONDS, Q, Row, by, eq, sel
+
+UID = c.PLACEMENTS_UID
+
+NS = ("namespace",)
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+def quantile(q: float, labels: list[str], window: str = "$__rate_interval", fn: str = "rate", **matchers: str) -> str:
+    """``histogram_quantile`` of the phase-duration histogram."""
+    buckets = sel(C.PHASE_DURATION, suffix="_bucket", **matchers)
+    return f"histogram_quantile({q}, {by('sum', labels + ['le'], f'{fn}({buckets}[{window}])')})"
+
+
+def build(config: c.Config = c.CONFIG):
+    decisions = sel(C.DECISIONS)
+    attempts = sel(C.ATTEMPTS)
+    rejections = sel(C.REJECTIONS)
+    pending = sel(C.PENDING, filters=NS)
+    oldest = sel(C.OLDEST_PENDING, filters=NS)
+    bad = c.steps((None, "green"), (1, "red"))
+
+    outcomes = Row("Outcomes", [
+        c.stat("Placed", "Accelerator pods bound to a node in the selected range.", COUNT,
+               f"sum(increase({sel(C.DECISIONS, outcome=eq('placed'))}[$__range])) or vector(0)"),
+        c.stat("Failed", "Placements whose device allocation failed after binding, in the selected range.",
+               COUNT, f"sum(increase({sel(C.DECISIONS, outcome=eq('failed'))}[$__range])) or vector(0)",
+               thresholds=bad),
+        c.stat("Deleted while pending", "Pods deleted before any scheduler placed them, in the selected range.",
+               COUNT, f"sum(increase({sel(C.DECISIONS, outcome=eq('deleted'))}[$__range])) or vector(0)"),
+        c.stat("Unschedulable attempts", "Share of scheduling attempts that failed in the selected range.",
+               RATIO, f"sum(increase({sel(C.ATTEMPTS, result=eq('unschedulable'))}[$__range])) / "
+                      f"sum(increase({attempts}[$__range]))",
+               thresholds=c.steps((None, "green"), (0.2, "orange"), (0.5, "red"))),
+        c.stat("Pending now", "Accelerator pods waiting for a placement.", COUNT,
+               f"sum({pending}) or vector(0)", thresholds=c.steps((None, "green"), (1, "orange"))),
+        c.stat("Oldest pending", "Age of the oldest pending accelerator pod.", SECONDS,
+               f"max({oldest}) or vector(0)", thresholds=c.steps((None, "green"), (300, "orange"), (1800, "red"))),
+        c.timeseries("Placement outcomes", "Placements per second by scheduler and outcome: placed, failed "
+                     "(allocation failed after binding; also counted once as placed), deleted while pending.",
+                     PER_SECOND, [Q(by("sum", ["scheduler", "outcome"],
+                                       f"rate({decisions}[$__rate_interval])"),
+                                    legend="{{scheduler}} {{outcome}}")]),
+        c.timeseries("Scheduling attempts", "Scheduling attempts per second by scheduler and result "
+                     "(scheduled, unschedulable).", PER_SECOND,
+                     [Q(by("sum", ["scheduler", "result"], f"rate({attempts}[$__rate_interval])"),
+                        legend="{{scheduler}} {{result}}")]),
+    ])
+
+    rejected = Row("Rejections", [
+        c.timeseries("Node rejections by reason code",
+                     "Nodes rejected per second in failed attempts, by reason code (HAMi codes such as "
+                     "CardInsufficientMemory; kube-scheduler codes such as insufficient_resource) and the "
+                     "component that reported it.", PER_SECOND,
+                     [Q(by("sum", ["reason", "reason_source"], f"rate({rejections}[$__rate_interval])"),
+                        legend="{{reason}} ({{reason_source}})")], stack=True, w=12),
+        c.bargauge("Node rejections by reason (selected range)",
+                   "Nodes rejected in the selected range, by reason code.", COUNT,
+                   [Q(f"sort_desc({by('sum', ['reason'], f'increase({rejections}[$__range])')})",
+                      legend="{{reason}}")], w=6, max=None),
+        c.table("Rejections by scheduler and reason",
+                "Nodes rejected in the selected range by scheduler, reason code and reporting component.",
+                [Q(by("sum", ["scheduler", "reason", "reason_source"], f"increase({rejections}[$__range])"),
+                   title="Nodes rejected", decimals=0)],
+                labels=["scheduler", "reason", "reason_source"], w=6, sort_by="Nodes rejected"),
+    ])
+
+    running, bound = "created_to_running", "created_to_bound"
+    if running not in C.PHASES or bound not in C.PHASES:
+        raise ValueError(f"phase names changed in the schema: {C.PHASES}")
+    count = sel(C.PHASE_DURATION, suffix="_count")
+    total = sel(C.PHASE_DURATION, suffix="_sum")
+    latency = Row("Phase latency", [
+        c.timeseries("Time to bind (created → bound)",
+                     "p50, p90 and p99 of the time from pod creation to binding. Exemplar points are single "
+                     "placements; their trace_id opens the trace when the data source's exemplar link is set.",
+                     SECONDS,
+                     [Q(quantile(q, ["scheduler"], phase=eq(bound)), legend=f"{{{{scheduler}}}} p{int(q * 100)}",
+                        exemplar=q == 0.5) for q in QUANTILES]),
+        c.timeseries("Time to running (created → running): recent placements",
+                     "p50, p90 and p99 of the time from pod creation to its first container start. Each "
+                     "exemplar point is a recent placement carrying its trace_id.", SECONDS,
+                     [Q(quantile(q, ["scheduler"], phase=eq(running)), legend=f"{{{{scheduler}}}} p{int(q * 100)}",
+                        exemplar=q == 0.5) for q in QUANTILES]),
+        c.timeseries("Phase latency p90 by phase",
+                     "p90 of each phase: created → filtered (waiting for the scheduler's filter), filtered → "
+                     "bound, bound → allocated (device plugin), and the end-to-end phases.", SECONDS,
+                     [Q(quantile(0.9, ["phase"]), legend="{{phase}}")]),
+        c.table("Phase latency in the selected range",
+                "Per scheduler and phase over the selected range: placements measured, p50, p90, p99 and mean.",
+                [Q(by("sum", ["scheduler", "phase"], f"increase({count}[$__range])"),
+                   title="Placements", decimals=0),
+                 *[Q(quantile(q, ["scheduler", "phase"], window="$__range", fn="increase"),
+                     title=f"p{int(q * 100)}", unit=SECONDS) for q in QUANTILES],
+                 Q(f"{by('sum', ['scheduler', 'phase'], f'increase({total}[$__range])')} / "
+                   f"{by('sum', ['scheduler', 'phase'], f'increase({count}[$__range])')}",
+                   title="Mean", unit=SECONDS)],
+                labels=["scheduler", "phase"], w=12),
+    ])
+
+    pend_key = ["scheduler", C.NAMESPACE, "reason"]
+    waiting = Row("Pending pods", [
+        c.table(
+            "Pending accelerator pods",
+            "Pending accelerator pods by scheduler, namespace and primary reason (the code that blocked the "
+            "most nodes), with the age of the namespace's oldest pending pod. The namespace links to its "
+            "placement traces (a pod's trace is written when it runs, fails or is deleted); "
+            "`accelscope explain NAMESPACE/POD` answers for one pod.",
+            [Q(by("sum", pend_key, pending), title="Pending pods"),
+             Q(f"0 * {by('sum', pend_key, pending)} + on (scheduler, {C.NAMESPACE}) group_left "
+               f"{by('max', ['scheduler', C.NAMESPACE], oldest)}", title="Oldest in namespace", unit=SECONDS,
+               thresholds=tuple(c.steps((None, "text"), (300, "orange"), (1800, "red"))), cell="color-text")],
+            labels=pend_key, w=12, h=8, sort_by="Pending pods",
+            label_links={C.NAMESPACE: c.namespace_trace_search_links(config)}),
+        c.timeseries("Pending pods by primary reason", "Pending accelerator pods over time, by primary reason.",
+                     COUNT, [Q(by("sum", ["reason"], pending), legend="{{reason}}")], stack=True, w=6,
+                     legend_calcs=("lastNotNull", "max")),
+        c.timeseries("Oldest pending pod", "Age of the oldest pending accelerator pod, by scheduler and "
+                     "namespace.", SECONDS,
+                     [Q(by("max", ["scheduler", C.NAMESPACE], oldest), legend="{{scheduler}} {{k8s_namespace_name}}")],
+                     w=6, legend_calcs=("lastNotNull", "max")),
+    ])
+
+    recent = Row("Recent decisions and collector health", [
+        c.table("Decisions in the selected range",
+                "Placement outcomes by scheduler in the selected range. Single recent placements are the "
+                "exemplar points of the latency panels (each with its trace_id).",
+                [Q(by("sum", ["scheduler", "outcome"], f"increase({decisions}[$__range])"), title="Decisions",
+                   decimals=0)],
+                labels=["scheduler", "outcome"], w=8, h=7, sort_by="Decisions"),
+        c.stat("Pods blocked by fragmentation", "Pending accelerator pods whose request fits the cluster's "
+               "total free capacity but no single node.", COUNT,
+               f"max({sel(C.BLOCKED)}) or vector(0)", w=4, h=7,
+               thresholds=c.steps((None, "green"), (1, "orange")), color_mode="background",
+               links=[c.dashboard_link(c.FRAGMENTATION_UID)]),
+        c.stat("Collector synced", "1 once the collector finished its initial list of every followed kind "
+               "(or read its replay).", COUNT, f"min({sel(C.SYNCED)})", w=4, h=7,
+               mappings=[c.value_mapping([(0, "not synced", "red"), (1, "synced", "green")])],
+               thresholds=c.steps((None, "red"), (1, "green")), color_mode="background"),
+        c.timeseries("Collector decode errors", "Inputs the collector skipped or decoded partially, per second, "
+                     "by kind (unknown_reason_code, orphan_event...); 0 when there are none.", PER_SECOND,
+                     [Q(f'{by("sum", ["error_type"], f"rate({sel(C.DECODE_ERRORS)}[$__rate_interval])")}'
+                        " or on () vector(0)", legend="{{error_type}}")], w=8, h=7, legend_calcs=("max",)),
+    ])
+
+    return c.dashboard(UID, "Every placement decision of accelerator pods: outcomes, rejections by reason "
+                       "code, phase latencies with exemplar trace links, pending pods by primary reason, "
+                       "recent decisions, and the collector's health.",
+                       [outcomes, rejected, latency, waiting, recent])
