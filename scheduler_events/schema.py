@@ -55,6 +55,11 @@ PENDING = MetricSpec(
     "accel_pending_pods", GAUGE, "{pod}", (SCHEDULER, NAMESPACE, REASON),
     "Accelerator pods waiting to be placed, by their primary reason (none when no scheduler has reported yet).",
     source="decision engine.")
+PENDING_POD = MetricSpec(
+    "accel_pending_pod_info", GAUGE, "1", (SCHEDULER, NAMESPACE, "k8s_pod_name", "k8s_pod_uid", REASON, "trace_id"),
+    "One series per pending accelerator pod (value 1) with its primary reason and the trace id derived from its "
+    "UID, for tables that link to the trace; bounded by the number of pending pods.",
+    source="decision engine.")
 OLDEST_PENDING = MetricSpec(
     "accel_pending_oldest_seconds", GAUGE, "s", (SCHEDULER, NAMESPACE),
     "Age of the oldest pending accelerator pod, in seconds.", source="creationTimestamp.")
@@ -142,7 +147,7 @@ WORKLOAD = MetricSpec(
     "Popularity p_m of each shape in the target workload M (0-1; source observed or configured).",
     source="shapes of tracked pods, most frequent covering --fragmentation-coverage.")
 
-DECISION_FAMILIES = [ATTEMPTS, DECISIONS, REJECTIONS, PHASE_DURATION, PENDING, OLDEST_PENDING]
+DECISION_FAMILIES = [ATTEMPTS, DECISIONS, REJECTIONS, PHASE_DURATION, PENDING, PENDING_POD, OLDEST_PENDING]
 ALLOCATION_FAMILIES = [DEVICE_MEMORY_REGISTERED, DEVICE_MEMORY_ALLOCATED, DEVICE_CORES_REGISTERED,
                        DEVICE_CORES_ALLOCATED, DEVICE_SHARED, DEVICE_SHARE_LIMIT, DEVICE_HEALTHY, HANDSHAKE]
 SELF_FAMILIES = [DECODE_ERRORS, OBJECT_EVENTS, TRACKED, WATCH, SYNCED]

@@ -199,11 +199,13 @@ class CollectorMetrics(Collector):
         now = self.now()
         counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
         oldest: dict[tuple[str, str], float] = {}
+        info = GaugeMetricFamily(S.PENDING_POD.name, S.PENDING_POD.help, labels=S.PENDING_POD.labels)
         for t in self.engine.pods.values():
             d = t.decision
             if d.outcome != "pending":
                 continue
             counts[(d.scheduler, d.namespace, d.primary_reason or "none")] += 1
+            info.add_metric([d.scheduler, d.namespace, d.name, d.uid, d.primary_reason or "none", d.trace_id], 1)
             if d.created is not None:
                 k = (d.scheduler, d.namespace)
                 oldest[k] = max(oldest.get(k, 0.0), now - d.created)
@@ -211,6 +213,7 @@ class CollectorMetrics(Collector):
         for k, n in sorted(counts.items()):
             g.add_metric(list(k), n)
         yield g
+        yield info
         g = GaugeMetricFamily(S.OLDEST_PENDING.name, S.OLDEST_PENDING.help, labels=S.OLDEST_PENDING.labels)
         for k, v in sorted(oldest.items()):
             g.add_metric(list(k), max(0.0, v))
