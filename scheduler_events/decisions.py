@@ -316,6 +316,7 @@ class DecisionEngine:
             d.owner_kind, d.owner_name = _s(owners[0].get("kind")) or None, _s(owners[0].get("name")) or None
         d.scheduler = _s(spec.get("schedulerName")) or "default-scheduler"
         d.requests = pod_requests(pod)
+        d.cpu_milli, d.memory_mib = pod_cpu_memory(pod)
         ann = _d(meta.get("annotations"))
         d.policies = {k: str(v) for k, v in ann.items()
                       if k in ("hami.io/node-scheduler-policy", "hami.io/gpu-scheduler-policy",

@@ -136,19 +136,29 @@ class FragmentationView:
 
     def shape_of(self, d: PlacementDecision, median_mem: int) -> Shape | None:
         """The FGD shape of one pod (its first accelerator request)."""
-        cpu = 0
         req = d.requests[0] if d.requests else None
-        cpu_mem = self._cpu_of.get(d.uid, (0, 0))
-        cpu = cpu_mem[0]
         if req is None:
             return None
-        types = frozenset(t.strip() for t in d.policies.get("nvidia.com/use-gputype", "").split(",") if t.strip())
+        cpu = d.cpu_milli
+        types = self._acceptable_models(d)
         if req.count > 1 or (req.core_ratio is None and req.memory_bytes is None and req.memory_ratio is None):
             return Shape(cpu, req.count, 1000, types)
         share = max(req.core_ratio or 0.0, req.memory_ratio or 0.0,
                     (req.memory_bytes / median_mem) if (req.memory_bytes and median_mem) else 0.0)
         milli = max(1, min(1000, round(share * 1000))) if share else 1000
         return Shape(cpu, 1, milli, types)
+
+    def _acceptable_models(self, d: PlacementDecision) -> frozenset[str]:
+        """Registered models the pod accepts, HAMi-style: ``nvidia.com/use-gputype``
+        and ``nouse-gputype`` are comma lists of substrings of the device type.
+        Empty = any model."""
+        use = [t.strip() for t in d.policies.get("nvidia.com/use-gputype", "").split(",") if t.strip()]
+        avoid = [t.strip() for t in d.policies.get("nvidia.com/nouse-gputype", "").split(",") if t.strip()]
+        if not use and not avoid:
+            return frozenset()
+        models = {_model(dev.type) for n in self.engine.nodes.values() for dev in n.devices.values()}
+        ok = {m for m in models if (not use or any(u in m for u in use)) and not any(a in m for a in avoid)}
+        return frozenset(ok) or frozenset({"(none)"})
 
     def _observed_workload(self) -> Workload | None:
         median = self._device_memory_median()
@@ -183,7 +193,7 @@ class FragmentationView:
                 core_total = dev.core_ratio or 1.0
                 core_free = max(0.0, 1.0 - u["cores_allocated"] / core_total)
                 mem_free = max(0.0, 1.0 - u["memory_allocated"] / dev.memory_bytes) if dev.memory_bytes else 1.0
-                gpus.append(int(min(core_free, mem_free) * 1000))
+                gpus.append(round(min(core_free, mem_free) * 1000))
                 gpu_type = gpu_type or _model(dev.type)
         else:
             for res in _WHOLE_DEVICE:

@@ -91,6 +91,7 @@ class PlacementDecision:
     Identity: ``uid``, ``namespace``, ``name``, ``owner_kind``/``owner_name``.
     ``scheduler``: ``spec.schedulerName``.  ``reporter``: who decided
     (``default-scheduler``, ``hami-scheduler``, ``volcano``...).
+    ``cpu_milli``/``memory_mib``: the pod's CPU and memory requests.
     ``attempt``: scheduling attempts seen (failed ones plus the final one).
     Timestamps of each phase (Unix seconds): ``created`` (metadata.creationTimestamp),
     ``filtered`` (HAMi ``hami.io/vgpu-time`` or the FilteringSucceed event),
@@ -114,6 +115,8 @@ class PlacementDecision:
     reporter: str | None = None
     policies: dict[str, str] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
+    cpu_milli: int = 0
+    memory_mib: int = 0
     attempt: int = 0
     created: float | None = None
     filtered: float | None = None

@@ -28,7 +28,9 @@ What is emitted (formats: ``../shared/reference/hami-formats.md`` §2-4,
   1000``), ``nvidia.com/gpumem`` (MiB) and ``nvidia.com/gpucores``
   (``gpu_milli / 10`` percent); ``schedulerName: hami-scheduler``; an owner
   (a ReplicaSet named after the shape); ``nvidia.com/use-gputype`` when the
-  trace restricts the GPU model.
+  trace restricts the GPU model (the NVML names; HAMi matches them as
+  substrings, so a model they would also match, an A100 for ``NVIDIA A10``,
+  is excluded with ``nvidia.com/nouse-gputype``).
 * **Placed** (GPU pod): ``MODIFIED`` with HAMi's filter annotations
   (``hami.io/vgpu-node``, ``vgpu-time``, ``vgpu-devices-to-allocate`` and
   ``vgpu-devices-allocated`` in the container-device encoding
@@ -91,7 +93,8 @@ policies (which do not model it) it is the smallest count that never binds:
 
 Public API::
 
-    Emitter(nodes, pods, policy, seed=..., ...)   iterate -> ObjectEvent; .result
+    Emitter(nodes, pods, policy, seed=..., ...)   iterate -> ObjectEvent; .result (EmitResult:
+        placed, pending, departed, devices, inventory, events, mismatches, summary())
     emit(nodes, pods, policy, ...) -> (list[ObjectEvent], EmitResult)
     write_jsonl(events, path) -> int
     GPU_MODELS, gpu_model(code), device_uuid(node, index)
@@ -268,8 +271,11 @@ class EmitResult:
     end: float = 0.0
     elapsed_s: float = 0.0
     cluster: SimCluster | None = None
-    #: device UUID -> {"node", "index", "memory_mib", "cores", "tasks", "devmem_mib"}
+    #: device UUID -> {"node", "index", "memory_mib", "cores", "tasks", "devmem_mib"}: every
+    #: device that ever held a pod, as HAMi's allocations say now (memory MiB, cores percent)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: every registered device: {"node", "index", "uuid", "model", "type", "memory_mib", "split_count"}
+    inventory: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def event_count(self) -> int:
@@ -318,7 +324,10 @@ class _Req:
     mem: int
     cores: int
     types: frozenset[str]
-    key: tuple = ()
+    key: int = -1
+    #: ``nvidia.com/use-gputype`` / ``nouse-gputype`` values (empty: any model)
+    use: tuple[str, ...] = ()
+    nouse: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -461,7 +470,8 @@ class Emitter:
             s = self._sig_id(self._signature(i))
             self._node_sig.append(s)
             self.groups.setdefault(s, []).append(i)
-        self._verdicts: dict[tuple[int, tuple], tuple] = {}
+        self._verdicts: dict[tuple[int, int], tuple] = {}
+        self._req_ids: dict[tuple, int] = {}
 
         self._rv = 1000
         self._eseq = 0
@@ -473,6 +483,10 @@ class Emitter:
         total = self.cluster.total_gpu_milli // MILLI
         self.result = EmitResult(self.policy.name, seed, len(cn), total, self.split, workload,
                                  start=self.start, end=self.start, cluster=self.cluster)
+        self.result.inventory = [
+            {"node": self.names[i], "index": g, "uuid": self.uuids[i][g], "model": self.models[i].code,
+             "type": self.models[i].type, "memory_mib": self.models[i].memory_mib, "split_count": self.split}
+            for i in sorted(range(len(cn)), key=lambda j: self.names[j]) for g in range(len(self.uuids[i]))]
 
     # ------------------------------------------------------------------ state
     def _signature(self, i: int) -> tuple:
@@ -499,18 +513,45 @@ class Emitter:
         members.append(i)
         members.sort()
 
+    def _type_filter(self, types: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
+        """HAMi's model filter for a trace ``gpu_spec``: ``use-gputype`` = the
+        accepted models' NVML names; HAMi matches them as case-insensitive
+        substrings of the device type, so ``NVIDIA A10`` also matches an
+        ``NVIDIA A100``: such models of the cluster go to ``nouse-gputype``.
+        Returns (use, nouse, models of the cluster HAMi then accepts)."""
+        if not types:
+            return (), (), frozenset()
+        use = tuple(sorted(gpu_model(m).nvml_name for m in types))
+
+        def hits(values: tuple[str, ...], model: str) -> bool:
+            t = gpu_model(model).type.upper()
+            return any(v.upper() in t for v in values)
+
+        nouse = tuple(sorted(gpu_model(m).nvml_name for m in self._present if m not in types and hits(use, m)))
+        accepted = frozenset(m for m in self._present if hits(use, m) and not hits(nouse, m))
+        return use, nouse, accepted
+
     def _request(self, shape: Shape) -> _Req:
         k = shape.num_gpu
+        use, nouse, accepted = self._type_filter(shape.gpu_types if k else frozenset())
+        types = accepted if use else frozenset()
         if k == 0:
             req = _Req(shape.cpu_milli, shape.memory_mib, 0, 0, 0, frozenset())
         elif shape.is_sharing:
-            acceptable = {m for m in self._present if not shape.gpu_types or m in shape.gpu_types}
+            acceptable = types if use else self._present
             mmin = min((gpu_model(m).memory_mib for m in acceptable), default=self._min_mem_all)
             req = _Req(shape.cpu_milli, shape.memory_mib, 1, shape.gpu_milli * mmin // MILLI,
-                       math.ceil(shape.gpu_milli / 10), shape.gpu_types)
+                       math.ceil(shape.gpu_milli / 10), types)
         else:
-            req = _Req(shape.cpu_milli, shape.memory_mib, k, 0, 0, shape.gpu_types)
-        req.key = (req.cpu, req.memory, req.k, req.mem, req.cores, req.types)
+            req = _Req(shape.cpu_milli, shape.memory_mib, k, 0, 0, types)
+        req.use, req.nouse = use, nouse
+        if use and not types:
+            req.types = frozenset({""})  # no model of the cluster is accepted
+        full = (req.cpu, req.memory, req.k, req.mem, req.cores, req.types)
+        rid = self._req_ids.get(full)
+        if rid is None:
+            rid = self._req_ids[full] = len(self._req_ids)
+        req.key = rid
         return req
 
     # ------------------------------------------------------------------ the reason model
@@ -732,8 +773,10 @@ class Emitter:
             tag = f"gpu{shape.num_gpu}"
         pr = _PodRun(pod, name, _uid("pod", self.seed, seq, name), t, self._request(shape), f"sim-{tag}", tag, seq)
         pr.labels = {"app": pr.owner, "accelscope.io/sim-shape": tag}
-        if shape.num_gpu and shape.gpu_types:
-            pr.annotations["nvidia.com/use-gputype"] = ",".join(sorted(gpu_model(m).nvml_name for m in shape.gpu_types))
+        if pr.req.use:
+            pr.annotations["nvidia.com/use-gputype"] = ",".join(pr.req.use)
+        if pr.req.nouse:
+            pr.annotations["nvidia.com/nouse-gputype"] = ",".join(pr.req.nouse)
         if shape.num_gpu and isinstance(self.policy, HAMi):
             pr.annotations["hami.io/node-scheduler-policy"] = self.policy.node_policy
             pr.annotations["hami.io/gpu-scheduler-policy"] = self.policy.gpu_policy

@@ -273,9 +273,9 @@ def test_fragmentation_report_on_the_dump(capsys):
     body = json.loads(capsys.readouterr().out)
     c = body["cluster"]
     # free GPU per device = min(free core share, free memory share), HAMi register minus allocations:
-    # V100 #0 0 (100% cores taken), V100 #1 1-16000/32768 -> 0.511, H100s 1-74000/81559 -> 0.092 and
-    # 0.8 cores -> 0.2 vs 1-70000/81559 -> 0.141, T4 1-12000/15360 -> 0.218
-    assert c["free_gpus"] == pytest.approx(0.511 + 0.092 + 0.141 + 0.218, abs=1e-9)
+    # V100 #0 0 (100% cores taken), V100 #1 1-16000/32768 -> 0.512, H100s 1-74000/81559 -> 0.093 and
+    # 0.8 cores -> 0.2 vs 1-70000/81559 -> 0.142, T4 1-12000/15360 -> 0.219 (milli-GPU, rounded)
+    assert c["free_gpus"] == pytest.approx(0.512 + 0.093 + 0.142 + 0.219, abs=1e-9)
     assert body["workload"]["source"] == "configured"  # 8 tracked pods < 20: the trace-derived mix
     assert body["blocked_by_fragmentation"] == ["ml/ranker-2"]
     assert 0 < c["fragmentation_rate"] <= 1
