@@ -4,6 +4,7 @@
   accelscope collector  the cluster agent (placement decisions, /api/v1/placements)
   accelscope explain    why is NAMESPACE/POD pending (or placed where it is)
   accelscope fragmentation report   how much free capacity the workload cannot use
+  accelscope simulate   trace-driven cluster simulator (feeds the collector)
   accelscope demo       the stack on its embedded default (no cluster, no GPU)
   accelscope version    print the version
 
@@ -58,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
                           "nodes, stranded devices, the largest placeable shapes, pending pods blocked by "
                           "fragmentation, and what an FGD repack of movable pods would recover.")
     add_report_arguments(rep)
+    from scheduler_events.simulate.cli import add_arguments as simulate_args
+
+    sim = sub.add_parser("simulate", help="replay a workload through a placement policy (trace-driven simulator)",
+                         description="Simulate a cluster from the embedded workload profile or Alibaba's "
+                         "cluster-trace-gpu-v2023 files (--trace-dir) under a placement policy (HAMi binpack/"
+                         "spread, FGD, best-fit, random) and write the Kubernetes objects and events HAMi and "
+                         "kube-scheduler would write, as a stream the collector replays.")
+    simulate_args(sim)
     demo = sub.add_parser("demo", help="run the stack on its embedded default (no cluster, no GPU)",
                           description="Start the exporter on the built-in mock node (whole GPUs, MIG and HAMi vGPU "
                           "slices) plus a replay of a real A100 MIG capture, and the collector on a replayed HAMi "
@@ -96,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging("warning", "text")
             from scheduler_events.main import run_report
             return run_report(pre)
+        if pre.command == "simulate":
+            from scheduler_events.simulate.cli import run as run_simulate
+            return run_simulate(pre)
         if pre.command == "demo":
             from accelscope.demo import run_demo
             return run_demo(pre.listen, once=pre.once)

@@ -377,6 +377,7 @@ class Panel:
     # tables
     labels: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)
+    last: list[str] = field(default_factory=list)
     label_links: dict[str, list[Link]] = field(default_factory=dict)
     sort_by: str | None = None
     # stat / gauge / bargauge
@@ -440,17 +441,22 @@ def bargauge(title: str, description: str, unit: str, queries: Sequence[Q], *, w
 def table(title: str, description: str, columns: Sequence[Q], *, labels: Sequence[str], w: int = 24,
           h: int = 8, unit: str = COUNT, hidden: Sequence[str] = (),
           label_links: dict[str, list[Link]] | None = None, sort_by: str | None = None,
-          links: Sequence[Link] = ()) -> Panel:
+          links: Sequence[Link] = (), last: Sequence[str] = ()) -> Panel:
     """An instant table: one row per label combination, one column per query
     (merged on the labels).  Every query should aggregate ``by`` exactly
-    ``labels`` (plus ``hidden``) so the rows line up."""
+    ``labels`` (plus ``hidden``) so the rows line up.  Label columns come
+    first, in order, then the value columns, then the labels named in
+    ``last`` (e.g. ``trace_id``).  ``hidden`` may also name a value column
+    (``Value #A``) that only carries the rows."""
     for c in columns:
         if not c.title:
             raise ValueError(f"table {title!r}: every column needs a title")
         _check_unit(c.unit or unit)
+    if not set(last) <= set(labels):
+        raise ValueError(f"table {title!r}: last={list(last)} must name labels of {list(labels)}")
     return Panel("table", title, description, _check_unit(unit), list(columns), w=w, h=h, instant=True,
                  labels=list(labels), hidden=list(hidden), label_links=dict(label_links or {}),
-                 sort_by=sort_by, links=list(links))
+                 sort_by=sort_by, links=list(links), last=list(last))
 
 
 def state_timeline(title: str, description: str, query: Q, *, mappings: Sequence[dict], w: int = 24,
@@ -603,7 +609,8 @@ def _defaults(panel: Panel, **extra: Any) -> dict:
 def _table_body(panel: Panel) -> dict:
     value_names = ["Value"] if len(panel.queries) == 1 else [f"Value #{chr(ord('A') + i)}"
                                                             for i in range(len(panel.queries))]
-    order = panel.labels + [n for n in value_names]
+    first = [label for label in panel.labels if label not in panel.last]
+    order = first + value_names + [label for label in panel.labels if label in panel.last]
     overrides: list[dict] = []
     for label in panel.labels:
         props: list[dict] = [{"id": "displayName", "value": LABEL_TITLES.get(label, label)}]

@@ -25,6 +25,8 @@ from .common import CONFIG, Config
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = "dashboards/generated"
 DOC = "docs/dashboards.md"
+#: where ``scripts/render_dashboards.py`` writes one PNG per dashboard
+PICTURES = "docs/dashboards"
 
 #: the dashboard modules, in the order they are documented
 MODULES: list[ModuleType] = [fleet, node_device, tenants, placements, fragmentation]
@@ -111,7 +113,10 @@ Grafana Explore on the `traces` Tempo data source; for a Jaeger UI generate with
 `Config(trace_url_template="https://jaeger.example.com/trace/{trace_id}")`. The UID is on exporter
 series only with `--pod-uid-label` (or when it is the only identity known); the *Pod* column also
 searches the trace by namespace and pod name (TraceQL on the root span's `k8s.*` attributes). A trace
-is written when the placement runs, fails or is deleted, so a pending pod has none yet.
+is written when the placement runs, fails or is deleted, so a pending pod has none yet. The pending-pods
+table of *Placement decisions* reads `accel_pending_pod_info`, one series per pending pod on which the
+collector already puts `trace_id`: its *Trace ID* column uses that label as is (no `label_replace`), and
+the link opens the trace once the pod has run, failed or been deleted.
 
 **Exemplars.** The phase-latency panels request exemplars; each carries the placement's `trace_id`. To
 make them clickable, set the Prometheus data source's exemplar link:
@@ -121,14 +126,24 @@ make them clickable, set the Prometheus data source's exemplar link:
 temperature in `celsius`, clocks in `hertz`, rates in `ops`/`Bps`, counts in `short`. Memory
 utilization is capacity (`hw_gpu_memory_usage_bytes / hw_gpu_memory_limit_bytes`), never bandwidth;
 slices (`accel_slice_*`) are never added to devices (`hw_*`).
+
+**Pictures.** `docs/dashboards/<uid>.png` shows each dashboard's layout for reviewers: every panel at its
+grid position with its title, type, unit(s), table columns (↗ = data link), first query and description;
+no data, not a Grafana screenshot. They are not rebuilt by `make generate` or checked by `make test`;
+after changing a dashboard run `.venv/bin/python scripts/render_dashboards.py` (headless Chromium from
+Debian's `chromium` package, installed when missing and running as root).
 """
 
 
 def _panel_unit(p: dict) -> str:
     if p["type"] != "table":
         return f"`{p['fieldConfig']['defaults']['unit']}`"
+    hidden = {name for t in p.get("transformations", []) if t["id"] == "organize"
+              for name, on in t["options"].get("excludeByName", {}).items() if on}
     units = []
     for o in p["fieldConfig"]["overrides"]:
+        if o["matcher"]["options"] in hidden:
+            continue
         for prop in o["properties"]:
             if prop["id"] == "unit" and f"`{prop['value']}`" not in units:
                 units.append(f"`{prop['value']}`")
@@ -138,7 +153,8 @@ def _panel_unit(p: dict) -> str:
 def render_docs(boards: dict[str, dict]) -> str:
     out = [DOC_INTRO]
     for uid, d in boards.items():
-        out += [f"## {d['title']}", "", f"UID `{uid}` — `dashboards/generated/{uid}.json`. {d['description']}", ""]
+        out += [f"## {d['title']}", "", f"UID `{uid}` — `dashboards/generated/{uid}.json`. {d['description']}", "",
+                f"Layout picture: [`{PICTURES}/{uid}.png`](dashboards/{uid}.png)", ""]
         out += ["| Panel | Type | Unit | Metrics |", "|---|---|---|---|"]
         section = ""
         for p in d["panels"]:

@@ -107,20 +107,24 @@ def build(config: c.Config = c.CONFIG):
                 labels=["scheduler", "phase"], w=12),
     ])
 
-    pend_key = ["scheduler", C.NAMESPACE, "reason"]
+    pod_key = [C.NAMESPACE, "k8s_pod_name", "reason", "scheduler", "trace_id"]
+    pods = by("max", pod_key, sel(C.PENDING_POD, filters=NS))
     waiting = Row("Pending pods", [
         c.table(
             "Pending accelerator pods",
-            "Pending accelerator pods by scheduler, namespace and primary reason (the code that blocked the "
-            "most nodes), with the age of the namespace's oldest pending pod. The namespace links to its "
-            "placement traces (a pod's trace is written when it runs, fails or is deleted); "
-            "`accelscope explain NAMESPACE/POD` answers for one pod.",
-            [Q(by("sum", pend_key, pending), title="Pending pods"),
-             Q(f"0 * {by('sum', pend_key, pending)} + on (scheduler, {C.NAMESPACE}) group_left "
+            "One row per pending accelerator pod: namespace, pod, primary reason (the code that blocked the "
+            "most nodes), scheduler, the age of the oldest pending pod of its namespace (the collector "
+            "exports no per-pod age), and its trace id. The Trace ID opens the pod's placement trace; the "
+            "trace is written when the pod runs, fails or is deleted, so while it is still pending the link "
+            "finds nothing yet (the same trace_id is on the collector's placement log lines). The namespace "
+            "links to its placement traces; `accelscope explain NAMESPACE/POD` answers for one pod.",
+            [Q(pods, title="Pending"),
+             Q(f"0 * {pods} + on (scheduler, {C.NAMESPACE}) group_left "
                f"{by('max', ['scheduler', C.NAMESPACE], oldest)}", title="Oldest in namespace", unit=SECONDS,
                thresholds=tuple(c.steps((None, "text"), (300, "orange"), (1800, "red"))), cell="color-text")],
-            labels=pend_key, w=12, h=8, sort_by="Pending pods",
-            label_links={C.NAMESPACE: c.namespace_trace_search_links(config)}),
+            labels=pod_key, hidden=["Value #A"], last=["scheduler", "trace_id"], w=12, h=8,
+            sort_by="Oldest in namespace",
+            label_links={C.NAMESPACE: c.namespace_trace_search_links(config), "trace_id": c.trace_links(config)}),
         c.timeseries("Pending pods by primary reason", "Pending accelerator pods over time, by primary reason.",
                      COUNT, [Q(by("sum", ["reason"], pending), legend="{{reason}}")], stack=True, w=6,
                      legend_calcs=("lastNotNull", "max")),
@@ -153,6 +157,6 @@ def build(config: c.Config = c.CONFIG):
     ])
 
     return c.dashboard(UID, "Every placement decision of accelerator pods: outcomes, rejections by reason "
-                       "code, phase latencies with exemplar trace links, pending pods by primary reason, "
-                       "recent decisions, and the collector's health.",
+                       "code, phase latencies with exemplar trace links, each pending pod with its primary reason "
+                       "and trace link, recent decisions, and the collector's health.",
                        [outcomes, rejected, latency, waiting, recent])

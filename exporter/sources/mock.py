@@ -18,6 +18,7 @@ For demos and clusters without hardware.  The inventory is configurable
           - {namespace: infer, pod: chat-7b-0, container: server, memory_gib: 12, cores: 0.3}
     load: {period_seconds: 600, base: 0.4, amplitude: 0.35}
     first_index: 0                  # index of the first device
+    # per device spec, optional: uuids: [GPU-...] (one per count); per vgpu: pod_uid
 
 Every reading is a pure function of the inventory and the injected clock
 (a sine wave per device, phase-shifted by index), so two exporters given
@@ -61,8 +62,8 @@ _MODEL_FACTS = {
     "Tesla V100-PCIE-32GB": ("7.0", 877e6),
 }
 _INVENTORY_KEYS = {"devices", "load", "first_index"}
-_DEVICE_KEYS = {"model", "count", "memory_gib", "power_limit_watts", "pod", "mig", "vgpu"}
-_VGPU_KEYS = {"namespace", "pod", "container", "memory_gib", "cores", "idle"}
+_DEVICE_KEYS = {"model", "count", "memory_gib", "power_limit_watts", "pod", "mig", "vgpu", "uuids"}
+_VGPU_KEYS = {"namespace", "pod", "container", "memory_gib", "cores", "idle", "pod_uid"}
 
 _MIG_MEM_GIB = {"1g.5gb": 5, "1g.10gb": 10, "2g.10gb": 10, "3g.20gb": 20, "4g.20gb": 20, "7g.40gb": 40,
                 "1g.10gb+me": 10, "1g.20gb": 20, "2g.20gb": 20, "3g.40gb": 40, "4g.40gb": 40, "7g.80gb": 80}
@@ -142,14 +143,15 @@ class MockSource:
         snap = Snapshot(source=self.name, timestamp=now)
         index = int(self.inventory.get("first_index", 0))
         for spec in self.inventory["devices"]:
-            for _ in range(int(spec.get("count", 1))):
-                self._device(spec, index, now, snap)
+            uuids = spec.get("uuids") or []
+            for k in range(int(spec.get("count", 1))):
+                self._device(spec, index, now, snap, uuids[k] if k < len(uuids) else None)
                 index += 1
         return snap
 
-    def _device(self, spec: dict[str, Any], index: int, now: float, snap: Snapshot) -> None:
+    def _device(self, spec: dict[str, Any], index: int, now: float, snap: Snapshot, uuid: str | None = None) -> None:
         model = spec["model"]
-        uuid = _uuid("GPU", f"{self.seed}/{index}/{model}")
+        uuid = uuid or _uuid("GPU", f"{self.seed}/{index}/{model}")
         total = int(spec["memory_gib"] * GIB_)
         load = self._load(index, now)
         limit = float(spec.get("power_limit_watts", 400))
@@ -200,7 +202,7 @@ class MockSource:
             util = 0.0 if idle else round(min(cores, load * cores * 1.1), 4)
             used = int(mem * (0.1 if idle else 0.5 + 0.4 * load))
             used_total += used
-            pod_uid = _uuid("pod", f"{v.get('namespace')}/{v.get('pod')}")[4:]
+            pod_uid = v.get("pod_uid") or _uuid("pod", f"{v.get('namespace')}/{v.get('pod')}")[4:]
             cont = v.get("container", "main")
             snap.slices.append(Slice(
                 hw_id=f"hami-vgpu-{pod_uid}-{cont}-0", parent_id=uuid, slice_type="hami_vgpu",

@@ -447,6 +447,32 @@ def test_pod_rows_link_to_their_trace(uid):
         assert "trace_id" in shown
 
 
+def test_pending_pods_table_is_one_row_per_pod_linking_its_trace():
+    (p,) = [p for p in panels(BOARDS["accelscope-placements"]) if p["title"] == "Pending accelerator pods"]
+    pod_info = collector_schema.PENDING_POD.name
+    assert pod_info in metrics_in(p["targets"][0]["expr"])
+    for t in p["targets"]:
+        # the collector exports trace_id: used as is, never derived again
+        assert "label_replace" not in t["expr"]
+        by_labels = re.search(rf"by \(([^)]*)\) \({pod_info}\{{", t["expr"]).group(1).split(", ")
+        assert {"k8s_pod_name", "trace_id", "k8s_namespace_name", "reason"} <= set(by_labels)
+        assert "k8s_pod_uid" not in by_labels
+    names = {o["matcher"]["options"]: o for o in p["fieldConfig"]["overrides"]}
+    trace_links = [li for prop in names["trace_id"]["properties"] if prop["id"] == "links" for li in prop["value"]]
+    assert [li["url"] for li in trace_links] == [
+        common.CONFIG.trace_url_template.replace("{trace_id}", "${__data.fields.trace_id}")]
+    organize = [t for t in p["transformations"] if t["id"] == "organize"][0]["options"]
+    order = sorted(organize["indexByName"], key=organize["indexByName"].get)
+    shown = [n for n in order if not organize["excludeByName"].get(n)]
+    assert shown[:3] == ["k8s_namespace_name", "k8s_pod_name", "reason"] and shown[-1] == "trace_id"
+    assert organize["excludeByName"]["Value #A"]  # the constant 1 of the info series
+
+
+def test_table_last_must_name_labels():
+    with pytest.raises(ValueError):
+        common.table("t", "a table", [common.Q("x", title="X")], labels=["a"], last=["b"])
+
+
 def test_trace_id_regex_matches_the_collector_derivation():
     m = re.search(r'"k8s_pod_uid", "([^"]+)"\)', common.with_trace_id("m"))
     regex = m.group(1)
@@ -527,6 +553,18 @@ _POD_UID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 _SLICE = (f'{_EXPORTER}, hw_id="vgpu-1", hw_name="gpu1/vgpu0", hw_parent="GPU-b", accel_index="1", '
           f'accel_slice_type="hami_vgpu", accel_slice_id="x/c/0", k8s_namespace_name="ml", k8s_pod_name="p2", '
           f'k8s_container_name="c", k8s_pod_uid="{_POD_UID}"')
+_PENDING_PODS = [
+    ("ml", "p3", "11111111-2222-4333-8444-555555555555", "CardInsufficientMemory"),
+    ("ml", "p4", "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee", "insufficient_resource"),
+    ("batch", "b1", "01234567-89ab-4cde-8f01-23456789abcd", "none"),
+]
+
+
+def _pending_pod_labels(ns: str, pod: str, uid: str, reason: str) -> str:
+    return (f'{{k8s_namespace_name="{ns}", k8s_pod_name="{pod}", reason="{reason}", scheduler="hami", '
+            f'trace_id="{trace_id_for_uid(uid)}"}}')
+
+
 _INPUT = [
     # two whole devices: GPU-a given to ml/p1, GPU-b shared through one HAMi vGPU slice
     (f'hw_gpu_memory_usage_bytes{{{_EXPORTER}, hw_id="GPU-a", hw_name="gpu0", accel_index="0", '
@@ -556,6 +594,10 @@ _INPUT = [
     ('accel_pending_pods{job="collector", scheduler="hami", k8s_namespace_name="ml", reason="insufficient_resource"}',
      "1"),
     ('accel_pending_oldest_seconds{job="collector", scheduler="hami", k8s_namespace_name="ml"}', "700"),
+    # one series per pending pod; "batch" has no oldest-age series (yet)
+    *[(f'accel_pending_pod_info{{job="collector", scheduler="hami", k8s_namespace_name="{ns}", '
+       f'k8s_pod_name="{pod}", k8s_pod_uid="{uid}", reason="{reason}", trace_id="{trace_id_for_uid(uid)}"}}', "1")
+      for ns, pod, uid, reason in _PENDING_PODS],
 ]
 
 
@@ -593,10 +635,12 @@ def test_query_semantics_with_promtool(tmp_path):
         _expr_test(_query(tenants_, "Over limit"), [("{}", 1)]),
         _expr_test(_query(tenants_, "Near limit"), [("{}", 0)]),
         _expr_test(_query(tenants_, "Slices per pod", 2), [(slice_labels, 9 / 8)]),
-        # pending rows carry the namespace's oldest age
+        # one pending row per pod, with its trace id as exported (no job/instance/UID)...
+        _expr_test(_query(placements, "Pending accelerator pods", 0),
+                   [(_pending_pod_labels(*p), 1) for p in _PENDING_PODS]),
+        # ... carrying its namespace's oldest age where the collector has one
         _expr_test(_query(placements, "Pending accelerator pods", 1),
-                   [('{scheduler="hami", k8s_namespace_name="ml", reason="CardInsufficientMemory"}', 700),
-                    ('{scheduler="hami", k8s_namespace_name="ml", reason="insufficient_resource"}', 700)]),
+                   [(_pending_pod_labels(*p), 700) for p in _PENDING_PODS if p[0] == "ml"]),
     ]
     (tmp_path / "empty.yml").write_text("groups: []\n", encoding="utf-8")
     spec = {"rule_files": ["empty.yml"], "evaluation_interval": "1m",
