@@ -16,6 +16,7 @@ import asyncio
 import gzip
 import ssl
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
@@ -58,10 +59,15 @@ class MetricsEndpoint:
     normally only copies bytes.  Thread-safe.
     """
 
-    def __init__(self, registry: CollectorRegistry, cache_key: Callable[[], Hashable] | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry, cache_key: Callable[[], Hashable] | None = None,
+                 max_staleness: float = 0.0) -> None:
         self.registry = registry
         self.cache_key = cache_key
-        self._cache: dict[tuple[str, bool], tuple[Hashable, bytes]] = {}
+        #: serve a cached body up to this many seconds old even if the data moved on
+        #: (the collector's data changes with every event; rendering a large cluster takes seconds)
+        self.max_staleness = max_staleness
+        self.last_render_s = 0.0
+        self._cache: dict[tuple[str, bool], tuple[Hashable, bytes, float]] = {}
         self._families: tuple[Hashable, _Frozen] | None = None
         self._recent: dict[tuple[str, bool], None] = {}
         self._lock = threading.Lock()
@@ -90,14 +96,16 @@ class MetricsEndpoint:
             self._recent[ck] = None
             while len(self._recent) > 4:
                 self._recent.pop(next(iter(self._recent)))
-        if hit is not None and hit[0] == key:
+        if hit is not None and (hit[0] == key or time.monotonic() - hit[2] < self.max_staleness):
             return hit[1], content_type, use_gzip
         with self._render_lock:
+            t0 = time.monotonic()
             body = encoder(self._frozen(key))
             if use_gzip:
                 body = gzip.compress(body, compresslevel=5)
+            self.last_render_s = time.monotonic() - t0
         with self._lock:
-            self._cache[ck] = (key, body)
+            self._cache[ck] = (key, body, time.monotonic())
         return body, content_type, use_gzip
 
     def refresh(self) -> None:
@@ -106,6 +114,7 @@ class MetricsEndpoint:
             return
         with self._lock:
             variants = list(self._recent)
+            self._cache.clear()  # a refresh re-renders; stale bodies must not be served instead
         for content_type, use_gzip in variants:
             accept = content_type if "openmetrics" in content_type else ""
             self.render(accept, "gzip" if use_gzip else "")
@@ -121,21 +130,25 @@ class MetricsEndpoint:
 async def refresh_loop(endpoint: MetricsEndpoint, version: Callable[[], Hashable], stop: "asyncio.Event",
                        poll: float = 0.2) -> None:
     """Until ``stop`` is set: when ``version()`` changes, pre-render the
-    endpoint's recent variants in a worker thread."""
+    endpoint's recent variants in a worker thread.  After a render it waits
+    at least twice as long as the render took (and ``max_staleness``), so a
+    large cluster's seconds-long render never takes more than a third of a core."""
     seen = None
     while not stop.is_set():
         v = version()
+        wait = poll
         if v != seen:
             seen = v
             await asyncio.to_thread(endpoint.refresh)
+            wait = max(poll, 2 * endpoint.last_render_s, endpoint.max_staleness)
         try:
-            await asyncio.wait_for(stop.wait(), poll)
+            await asyncio.wait_for(stop.wait(), wait)
         except asyncio.TimeoutError:
             pass
 
 
 def build_app(name: str, registry: CollectorRegistry, *, ready: Callable[[], bool],
-              cache_key: Callable[[], Hashable] | None = None,
+              cache_key: Callable[[], Hashable] | None = None, max_staleness: float = 0.0,
               middlewares: Iterable[Any] = (),
               extra_routes: Iterable[web.RouteDef] = (),
               links: Iterable[str] = ()) -> web.Application:
@@ -145,7 +158,7 @@ def build_app(name: str, registry: CollectorRegistry, *, ready: Callable[[], boo
     ``ready``: ``/readyz`` answers 200 when it returns True, else 503.
     ``middlewares``: e.g. the web-config auth middleware.
     """
-    endpoint = MetricsEndpoint(registry, cache_key)
+    endpoint = MetricsEndpoint(registry, cache_key, max_staleness)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -71,7 +71,7 @@ def routes(pipeline: Pipeline, *, history: Any | None = None,
         with pipeline.lock:
             d = pipeline.engine.decision(ns, name)
             if d is not None:
-                x = explain(d, pipeline.engine.device_usage(), now())
+                x = explain(d, pipeline.engine, now())
                 body = {"decision": d.to_dict(), "explanation": x.text, "facts": x.facts,
                         "history": pipeline.engine.history(ns, name)}
                 return web.json_response(body, dumps=_dumps)

@@ -68,6 +68,11 @@ from scheduler_events.stream import ObjectEvent
 
 log = logging.getLogger("accelscope")
 
+#: per-node verdicts kept per decision (HAMi events can name hundreds of nodes)
+MAX_VERDICTS = 16
+#: node names kept per rejection reason (the count is always kept)
+MAX_NODE_NAMES = 32
+
 #: Change kinds, in the order a placement goes through them.
 CHANGE_KINDS = ("attempt_failed", "filtered", "placed", "allocated", "running", "failed", "deleted")
 
@@ -125,10 +130,16 @@ class Change:
 @dataclass(slots=True)
 class _Tracked:
     decision: PlacementDecision
-    seen_events: set[tuple[str, int]] = field(default_factory=set)
+    #: (event uid or reason/note, count) already applied, as hashes, and the highest count per event
+    seen_events: set[int] = field(default_factory=set)
+    event_counts: dict[int, int] = field(default_factory=dict)
+    #: the accelerator annotations last decoded (decoding is skipped when they are unchanged)
+    ann_key: tuple = ()
+    hami: Any = None
+    spec_seen: bool = False
     last_logged_reasons: tuple = ()
     terminated: bool = False
-    history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=16))
+    history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=8))
 
 
 class DecisionEngine:
@@ -138,7 +149,7 @@ class DecisionEngine:
     ``orphan_buffer``: events kept for pods not seen yet (oldest dropped and
     counted as ``orphan_event``).  ``max_finished``: finished decisions
     remembered (oldest forgotten).  Each tracked pod keeps a bounded history
-    (16 entries) of its attempts: one entry per change of outcome or of the
+    (8 entries) of its attempts: one entry per change of outcome or of the
     reasons, see :meth:`history`.
     """
 
@@ -162,6 +173,12 @@ class DecisionEngine:
         self.node_requests: dict[str, list[int]] = {}
         #: nodes whose capacity or allocations changed since the last take_dirty()
         self.dirty_nodes: set[str] = set()
+        #: device UUID -> [memory bytes, core ratio, containers] held by tracked pods (kept incrementally)
+        self._alloc: dict[str, list] = {}
+        #: pod UID -> ((uuid, memory bytes, core ratio), ...) that pod holds now
+        self._held: dict[str, tuple[tuple[str, int, float], ...]] = {}
+        #: node -> cached (best free memory, best free cores) entries; dropped when the node changes
+        self._best: dict[str, tuple] = {}
 
     # ------------------------------------------------------------------ entry
     def apply(self, ev: ObjectEvent) -> list[Change]:
@@ -199,7 +216,7 @@ class DecisionEngine:
         """The attempt history of ``namespace/name``, oldest first: dicts with
         ``time`` (Unix s), ``change``, ``attempt``, ``outcome``,
         ``primary_reason``, ``nodes_total``, ``nodes_fit`` and ``reasons``
-        ([{code, nodes}]).  Bounded to the last 16 entries."""
+        ([{code, nodes}]).  Bounded to the last 8 entries."""
         uid = self.by_name.get((namespace, name))
         if uid and uid in self.pods:
             return list(self.pods[uid].history)
@@ -269,6 +286,7 @@ class DecisionEngine:
         else:
             replaced = []
         own = self._update_pod(tracked, pod, now)
+        self._hold(tracked)
         self._remember(tracked, own)
         changes = replaced + own
         for oev in self._orphans.pop(uid, []) + self._orphans.pop(f"{ns}/{name}", []):
@@ -301,6 +319,66 @@ class DecisionEngine:
             self.dirty_nodes.add(new[0])
             self._pod_res[uid] = new
 
+    def _hold(self, t: _Tracked) -> None:
+        """Bring the incremental per-device allocation in line with what the
+        pod holds now (bound, not terminated, placed or failed-at-allocate)."""
+        d = t.decision
+        live = bool(d.node) and d.outcome in ("placed", "failed") and not t.terminated and d.uid in self.pods
+        new = tuple((a.uuid, a.memory_bytes or 0, a.core_ratio or 0.0) for a in d.devices) if live else ()
+        old = self._held.get(d.uid, ())
+        if new == old:
+            return
+        for uuid, mem, cores in old:
+            acc = self._alloc.get(uuid)
+            if acc is not None:
+                acc[0] -= mem
+                acc[1] -= cores
+                acc[2] -= 1
+        for uuid, mem, cores in new:
+            acc = self._alloc.setdefault(uuid, [0, 0.0, 0])
+            acc[0] += mem
+            acc[1] += cores
+            acc[2] += 1
+        if new:
+            self._held[d.uid] = new
+        else:
+            self._held.pop(d.uid, None)
+        if d.node:
+            self._best.pop(d.node, None)
+            self.dirty_nodes.add(d.node)
+
+    def largest_free(self, nodes: set[str] | None, what: str) -> tuple[float, str, int | None, str] | None:
+        """The registered device with the most free ``memory`` (bytes) or
+        ``cores`` (ratio of a device) on ``nodes`` (None = all):
+        ``(free, node, index, uuid)``.  Per-node results are cached until
+        that node's allocations or registration change."""
+        best = None
+        slot = 0 if what == "memory" else 1
+        for name in (nodes if nodes is not None else self.nodes):
+            info = self.nodes.get(name)
+            if info is None:
+                continue
+            cached = self._best.get(name)
+            if cached is None:
+                cached = self._best[name] = self._node_best(info)
+            cand = cached[slot]
+            if cand is not None and (best is None or cand[0] > best[0]):
+                best = cand
+        return best
+
+    def _node_best(self, info: NodeInfo) -> tuple:
+        mem_best = core_best = None
+        for dev in info.devices.values():
+            acc = self._alloc.get(dev.uuid, (0, 0.0, 0))
+            if dev.memory_bytes is not None:
+                free = max(0, dev.memory_bytes - acc[0])
+                if mem_best is None or free > mem_best[0]:
+                    mem_best = (free, info.name, dev.index, dev.uuid)
+            free_c = max(0.0, (dev.core_ratio or 1.0) - acc[1])
+            if core_best is None or free_c > core_best[0]:
+                core_best = (free_c, info.name, dev.index, dev.uuid)
+        return mem_best, core_best
+
     def take_dirty(self) -> set[str]:
         """Nodes changed since the last call (and clear the set)."""
         dirty, self.dirty_nodes = self.dirty_nodes, set()
@@ -315,7 +393,9 @@ class DecisionEngine:
         if owners and isinstance(owners[0], dict):
             d.owner_kind, d.owner_name = _s(owners[0].get("kind")) or None, _s(owners[0].get("name")) or None
         d.scheduler = _s(spec.get("schedulerName")) or "default-scheduler"
-        d.requests = pod_requests(pod)
+        if not t.spec_seen:  # a pod's requests don't change (in-place resize only touches cpu/memory)
+            d.requests = pod_requests(pod)
+            t.spec_seen = True
         d.cpu_milli, d.memory_mib = pod_cpu_memory(pod)
         ann = _d(meta.get("annotations"))
         d.policies = {k: str(v) for k, v in ann.items()
@@ -324,8 +404,12 @@ class DecisionEngine:
         created = parse_time(meta.get("creationTimestamp"))
         if created is not None:
             d.created = created
-        hami = decode_pod_annotations(ann)
-        self._count_errors("hami_pod", hami.errors)
+        ann_key = tuple(sorted((k, v) for k, v in ann.items() if k.startswith("hami.io/") or "-devices-" in k))
+        if ann_key != t.ann_key or t.hami is None:
+            t.hami = decode_pod_annotations(ann)
+            t.ann_key = ann_key
+            self._count_errors("hami_pod", t.hami.errors)
+        hami = t.hami
         started = [parse_time(_d(_d(cs.get("state")).get("running")).get("startedAt"))
                    for cs in _l(status.get("containerStatuses")) if isinstance(cs, dict)]
         first_start = min((s for s in started if s is not None), default=None)
@@ -395,6 +479,7 @@ class DecisionEngine:
         if tracked_changes:
             t = self.pods.get(tracked_changes[0].decision.uid)
             if t is not None:
+                self._hold(t)
                 self._remember(t, tracked_changes)
         return tracked_changes
 
@@ -415,11 +500,13 @@ class DecisionEngine:
             return []
         d = tracked.decision
         count = view.count or 1
-        dedupe = (view.uid or f"{view.reason}/{view.note}", count)
+        ekey = hash(view.uid or f"{view.reason}/{view.note}")
+        dedupe = hash((ekey, count))
         if dedupe in tracked.seen_events:
             self.errors["duplicate_event"] += 1
             return []
-        previous = max((c for (u, c) in tracked.seen_events if u == dedupe[0]), default=0)
+        previous = tracked.event_counts.get(ekey, 0)
+        tracked.event_counts[ekey] = max(previous, count)
         tracked.seen_events.add(dedupe)
         when = (view.last_time or view.first_time)
         t_event = when.timestamp() if when else self._now(ev)
@@ -470,8 +557,8 @@ class DecisionEngine:
             if isinstance(det, FilteringSucceed):
                 d.nodes_fit = det.nodes_fit
                 d.nodes_total = det.nodes_fit + det.nodes_not_fit
-                for s in det.scores:
-                    d.verdicts[s.node] = NodeVerdict(s.node, True, s.score)
+                for sc in det.scores[:MAX_VERDICTS]:
+                    d.verdicts[sc.node] = NodeVerdict(sc.node, True, sc.score)
                 if det.node not in d.verdicts:
                     d.verdicts[det.node] = NodeVerdict(det.node, True)
                 if d.filtered is None:
@@ -488,11 +575,14 @@ class DecisionEngine:
                 if code == "other":
                     self.errors["unknown_reason_code"] += 1
                 for n in det.nodes:
+                    if n not in d.verdicts and len(d.verdicts) >= MAX_VERDICTS:
+                        break  # bounded: the aggregate rejection keeps the counts and names
                     v = d.verdicts.setdefault(n, NodeVerdict(n, False))
                     v.fit = False
                     if all(r.code != code for r in v.reasons):
                         v.reasons.append(Rejection(code, "hami", 1, detail=None if code != "other" else det.code))
-                self._merge_rejection(d, Rejection(code, "hami", det.node_count, node_names=list(det.nodes),
+                self._merge_rejection(d, Rejection(code, "hami", det.node_count,
+                                                   node_names=list(det.nodes[:MAX_NODE_NAMES]),
                                                    detail=det.code if code == "other" else None))
             elif isinstance(det, BindingSucceed):
                 if det.node:
@@ -541,6 +631,10 @@ class DecisionEngine:
                 self.errors["unknown_reason_code"] += 1
             rejections.append(Rejection(code, source, rc.count, detail=rc.detail or (rc.reason if code == "other"
                                                                                       else None), raw=rc.reason))
+        # HAMi's FilteringFailed events name the nodes; the scheduler's message only counts them
+        names = {(r.code, r.source): r.node_names for r in d.rejections if r.node_names}
+        for r in rejections:
+            r.node_names = r.node_names or list(names.get((r.code, r.source), ()))
         self._set_rejections(d, rejections, fs)
 
     def _set_rejections(self, d: PlacementDecision, rejections: list[Rejection], fs: FailedScheduling | None) -> None:
@@ -564,7 +658,7 @@ class DecisionEngine:
         for x in d.rejections:
             if x.code == r.code and x.source == r.source:
                 x.nodes = max(x.nodes, r.nodes)
-                x.node_names = sorted(set(x.node_names) | set(r.node_names))
+                x.node_names = sorted(set(x.node_names) | set(r.node_names))[:MAX_NODE_NAMES]
                 d.primary_reason = self._primary(d.rejections)
                 return
         self._set_rejections(d, d.rejections + [r], None)
@@ -597,6 +691,7 @@ class DecisionEngine:
         if d.node and d.devices:
             self.dirty_nodes.add(d.node)
         self.pods.pop(d.uid, None)
+        self._hold(t)  # no longer in self.pods: releases what it held
         if self.by_name.get((d.namespace, d.name)) == d.uid:
             del self.by_name[(d.namespace, d.name)]
         self.finished[d.uid] = d
@@ -612,6 +707,7 @@ class DecisionEngine:
             self.errors["bad_object"] += 1
             return
         self.dirty_nodes.add(name)
+        self._best.pop(name, None)
         if ev.type == "DELETED":
             self.nodes.pop(name, None)
             return
@@ -655,15 +751,10 @@ class DecisionEngine:
         and cores, and what tracked placed pods hold (``memory_allocated``
         bytes, ``cores_allocated`` ratio, ``shared`` containers)."""
         usage: dict[str, dict[str, Any]] = {}
+        zero = (0, 0.0, 0)
         for node in self.nodes.values():
             for dev in node.devices.values():
-                usage[dev.uuid] = {"node": node.name, "device": dev, "memory_allocated": 0, "cores_allocated": 0.0,
-                                   "shared": 0}
-        for d, a in self.active_allocations():
-            u = usage.get(a.uuid)
-            if u is None:
-                continue
-            u["memory_allocated"] += a.memory_bytes or 0
-            u["cores_allocated"] += a.core_ratio or 0.0
-            u["shared"] += 1
+                acc = self._alloc.get(dev.uuid, zero)
+                usage[dev.uuid] = {"node": node.name, "device": dev, "memory_allocated": acc[0],
+                                   "cores_allocated": acc[1], "shared": acc[2]}
         return usage

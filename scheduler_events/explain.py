@@ -99,7 +99,9 @@ def human_bytes(n: float) -> str:
     return f"{n / 1024**2:.0f} MiB"
 
 
-def _largest_free(usage: dict[str, dict[str, Any]], nodes: set[str] | None, what: str):
+def _largest_free(usage: Any, nodes: set[str] | None, what: str):
+    if hasattr(usage, "largest_free"):  # the engine: cached per node
+        return usage.largest_free(nodes, what)
     best = None
     for uuid, u in usage.items():
         if nodes and u["node"] not in nodes:
@@ -122,10 +124,10 @@ def _phrase(r: Rejection, dev: str) -> str:
     return template.format(dev=dev, detail=detail)
 
 
-def explain(d: PlacementDecision, usage: dict[str, dict[str, Any]] | None = None, now: float | None = None) -> Explanation:
-    """Explain one decision.  ``usage``: ``DecisionEngine.device_usage()``
-    (may be empty offline); ``now``: Unix seconds (defaults to the
-    decision's last update).  Never raises."""
+def explain(d: PlacementDecision, usage: Any = None, now: float | None = None) -> Explanation:
+    """Explain one decision.  ``usage``: the :class:`DecisionEngine` (its
+    cached ``largest_free``), or a ``device_usage()`` dict, or None offline;
+    ``now``: Unix seconds (defaults to the decision's last update)."""
     usage = usage or {}
     now = now if now is not None else d.updated
     facts: dict[str, Any] = {"outcome": d.outcome, "trace_id": d.trace_id}

@@ -17,6 +17,7 @@ Kubernetes' integer forms; anything else is skipped and reported through
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -71,9 +72,17 @@ MIB = 1024 * 1024
 def quantity(value: Any, scale: float = 1.0) -> int | None:
     """A Kubernetes quantity (``500m``, ``16Gi``, ``64``) times ``scale``,
     rounded up to an int; None when absent or malformed.  Parsing is the
-    ``kubernetes`` client's ``parse_quantity``."""
+    ``kubernetes`` client's ``parse_quantity`` (memoised: clusters repeat
+    the same few quantities)."""
     if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, (str, int, float)):
+        return _quantity(value, scale)
+    return None
+
+
+@functools.lru_cache(maxsize=8192)
+def _quantity(value: Any, scale: float) -> int | None:
     from kubernetes.utils import parse_quantity
 
     from decimal import Decimal
@@ -111,6 +120,7 @@ def pod_cpu_memory(pod: dict[str, Any]) -> tuple[int, int]:
     return cpu, mem
 
 
+@functools.lru_cache(maxsize=4096)
 def classify_resource(name: str) -> tuple[str, str] | None:
     """``(role, vendor)`` of an extended resource name, or None if it is not
     an accelerator resource.  Roles: count, memory, memory_pct, cores."""

@@ -21,7 +21,8 @@ _LOGGED = ("attempt_failed", "placed", "failed", "deleted")
 
 
 class DecisionLogger:
-    """``usage``: returns ``DecisionEngine.device_usage()`` for the message;
+    """``usage``: returns what :func:`explain` takes for device facts (the
+    engine itself: its per-node cache keeps this cheap);
     ``emit``: where lines go (default: the ``accelscope`` JSON logger)."""
 
     def __init__(self, usage: Callable[[], dict[str, dict[str, Any]]],

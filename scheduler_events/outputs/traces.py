@@ -232,7 +232,7 @@ class PlacementTracer:
 
     def __init__(self, endpoint: str | None = None, *, exporter: SpanExporter | None = None,
                  service_name: str = "accelscope-collector", cluster_name: str | None = None,
-                 resource_attributes: dict | None = None, max_node_events: int = 1000,
+                 resource_attributes: dict | None = None, max_node_events: int = 32,
                  max_remembered: int = 100_000, delay_s: float = 5.0, max_queued: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if exporter is None:
@@ -252,7 +252,7 @@ class PlacementTracer:
         limits = SpanLimits(max_events=self.max_node_events + 64)
         self.provider = TracerProvider(resource=Resource.create(attrs), id_generator=PlacementIdGenerator(),
                                        sampler=ParentBased(ALWAYS_ON), span_limits=limits)
-        self._processor = BatchSpanProcessor(exporter)
+        self._processor = BatchSpanProcessor(exporter, max_queue_size=16384, max_export_batch_size=1024)
         self.provider.add_span_processor(self._processor)
         self.tracer = self.provider.get_tracer("accelscope.scheduler_events", __version__)
         self._traced: collections.OrderedDict[str, None] = collections.OrderedDict()
