@@ -116,11 +116,20 @@ def exporter_inventory(result: Any, stream: Path) -> tuple[str, dict[str, Any]]:
                                      "memory_gib": round(mib / 1024, 3), "cores": (cores or 100) / 100,
                                      "pod_uid": uids.get(p.pod, "")})
     specs = []
+    idle_marked = False
     for d in devices:
         spec: dict[str, Any] = {"model": d["model"], "memory_gib": round(d["memory_mib"] / 1024, 3),
                                 "uuids": [d["uuid"]]}
-        if slices[d["uuid"]]:
-            spec["vgpu"] = slices[d["uuid"]]
+        tenants = slices[d["uuid"]]
+        if len(tenants) == 1 and tenants[0]["cores"] >= 1.0:
+            # a whole-GPU pod: the device itself is attributed, no slice
+            t = tenants[0]
+            spec["pod"] = {k: t[k] for k in ("namespace", "pod", "container", "pod_uid")}
+        elif tenants:
+            if not idle_marked:  # one tenant that holds memory but has not launched a kernel for 2 h
+                tenants[0] = dict(tenants[0], idle=True)
+                idle_marked = True
+            spec["vgpu"] = tenants
         specs.append(spec)
     return node, {"devices": specs, "first_index": 1}
 

@@ -183,6 +183,7 @@ class MockSource:
         pod = spec.get("pod")
         if pod and not vgpus and not mig:
             dev.attribution = Attribution(pod.get("namespace"), pod.get("pod"), pod.get("container"),
+                                          pod.get("pod_uid") or
                                           _uuid("pod", f"{pod.get('namespace')}/{pod.get('pod')}")[4:])
             dev.memory_used_bytes = int(total * (0.55 + 0.4 * load))
         used_total = 0
@@ -209,7 +210,7 @@ class MockSource:
                 slice_id=f"{pod_uid}/{cont}/0", vendor="nvidia", model=model, parent_index=index,
                 name=f"gpu{index}/vgpu{vi}", memory_used_bytes=used, memory_limit_bytes=mem,
                 core_limit=cores, utilization=util,
-                last_kernel_time=(now - 3600.0) if idle else now - 1.0,
+                last_kernel_time=(now - 7200.0) if idle else now - 1.0,
                 attribution=Attribution(v.get("namespace"), v.get("pod"), cont, pod_uid)))
         if mig or vgpus:
             dev.memory_used_bytes = used_total + 512 * 1024 * 1024

@@ -64,9 +64,9 @@ def test_mock_values_units_and_slices():
     vgpu = [s for s in samples["accel_slice_core_limit_ratio"]]
     assert sorted(s.value for s in vgpu) == [0.2, 0.3, 0.5]
     assert {s.labels["k8s_pod_name"] for s in vgpu} == {"chat-7b-6f9c4-x2vqp", "embed-5d8b7-kq2lm", "notebook-ana-0"}
-    # the idle notebook: one hour since its last kernel
+    # the idle notebook: two hours since its last kernel
     ages = {s.labels["k8s_pod_name"]: s.value for s in samples["accel_slice_last_kernel_age_seconds"]}
-    assert ages["notebook-ana-0"] == 3600.0
+    assert ages["notebook-ana-0"] == 7200.0
     # status: exactly one state is 1 per device
     per_dev = {}
     for s in samples["hw_status"]:
