@@ -59,8 +59,13 @@ class SnapshotStore:
     """
 
     def __init__(self, clock: Callable[[], float] = time.time,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None, attributor: Any | None = None) -> None:
         self._lock = threading.Lock()
+        #: kubelet PodResources attribution, applied when the store is read (a gone pod's
+        #: labels disappear at the next render, not at the source's next cycle)
+        self._attributor = attributor
+        if attributor is not None:
+            attributor.subscribe(self.touch)
         self._snapshots: dict[str, Snapshot] = {}
         self._stats: dict[str, SourceStats] = {}
         self.version = 0
@@ -110,13 +115,21 @@ class SnapshotStore:
             event("collect_problem", logging.WARNING, source=source, error_type=kind, detail=detail,
                   suppressed_since_last=suppressed)
 
+    def touch(self) -> None:
+        """Mark the data changed (attribution moved) so renders refresh."""
+        with self._lock:
+            self.version += 1
+
     def snapshots(self) -> list[Snapshot]:
         with self._lock:
-            return list(self._snapshots.values())
+            snaps = list(self._snapshots.values())
+        a = self._attributor
+        return [a.apply(s) for s in snaps] if a is not None else snaps
 
     def all_stats(self) -> list[SourceStats]:
         with self._lock:
-            return [self._stats[k] for k in sorted(self._stats)]
+            out = [self._stats[k] for k in sorted(self._stats)]
+        return out + ([self._attributor.stats] if self._attributor is not None else [])
 
     def ready(self) -> bool:
         """True once every registered source finished at least one cycle."""

@@ -34,6 +34,7 @@ from exporter.render import RenderOptions
 SOURCES = ("nvml", "hami-vgpu", "mock", "replay")
 DEFAULT_LISTEN = "0.0.0.0:9417"
 DEFAULT_HAMI_DIR = "/usr/local/vgpu/containers"
+DEFAULT_POD_RESOURCES = "/var/lib/kubelet/pod-resources/kubelet.sock"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,6 +67,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kube-api", choices=("auto", "on", "off"), default="auto",
                    help="resolve pod names for HAMi vGPU slices through the Kubernetes API "
                    "(auto: when running in a cluster)")
+    p.add_argument("--pod-resources-socket", default=DEFAULT_POD_RESOURCES, metavar="PATH",
+                   help="kubelet PodResources socket for pod attribution of devices and slices; used when it "
+                   "exists; 'off' to disable")
+    p.add_argument("--attribution-interval", type=float, default=10.0,
+                   help="seconds between PodResources refreshes (off the scrape path)")
     p.add_argument("--once", action="store_true",
                    help="collect every source once, print /metrics to stdout and exit")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
@@ -154,6 +160,24 @@ def _pod_resolver(args: argparse.Namespace):
     return resolver.lookup
 
 
+def build_attributor(args: argparse.Namespace):
+    """The kubelet PodResources attributor, when its socket exists (or was
+    asked for explicitly); None otherwise."""
+    sock = args.pod_resources_socket
+    if not sock or sock == "off":
+        return None
+    if not os.path.exists(sock) and sock == DEFAULT_POD_RESOURCES:
+        return None  # not on a Kubernetes node: nothing to attribute through
+    from exporter.attribution.podresources import DeviceAttributor, kube_pod_lister
+
+    lister = None
+    if args.kube_api == "on" or (args.kube_api == "auto" and os.environ.get("KUBERNETES_SERVICE_HOST")):
+        lister = kube_pod_lister(args.node_name)
+    if args.attribution_interval <= 0:
+        raise ConfigError("--attribution-interval must be > 0 seconds")
+    return DeviceAttributor(socket=sock, interval=args.attribution_interval, list_pods=lister)
+
+
 def render_options(args: argparse.Namespace) -> RenderOptions:
     return RenderOptions(node_name=args.node_name, pod_uid_label=args.pod_uid_label,
                          per_process=args.per_process)
@@ -168,10 +192,13 @@ def make_registry(store: SnapshotStore, opts: RenderOptions) -> CollectorRegistr
 def run(args: argparse.Namespace) -> int:
     """Run the exporter until SIGINT/SIGTERM.  Returns the exit status."""
     sources = build_sources(args)
-    store = SnapshotStore()
+    attributor = build_attributor(args)
+    store = SnapshotStore(attributor=attributor)
     opts = render_options(args)
     registry = make_registry(store, opts)
     if args.once:
+        if attributor is not None:
+            attributor.refresh()
         collect_once([c.source for c in sources], store)
         sys.stdout.write(generate_latest(registry).decode())
         for c in sources:
@@ -184,10 +211,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     web_cfg = web_config_from_option(args.web_config)
     host, port = parse_listen(args.listen)
-    return asyncio.run(_serve(args, sources, store, registry, web_cfg, host, port))
+    return asyncio.run(_serve(args, sources, store, registry, web_cfg, host, port, attributor))
 
 
-async def _serve(args, sources, store, registry, web_cfg, host, port) -> int:
+async def _serve(args, sources, store, registry, web_cfg, host, port, attributor=None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -212,6 +239,8 @@ async def _serve(args, sources, store, registry, web_cfg, host, port) -> int:
     resolver = _resolver_cache.get("resolver")
     if resolver is not None:
         resolver.start()
+    if attributor is not None:
+        attributor.start()
     await stop.wait()
     event("exporter_stopping")
     await asyncio.gather(*tasks, refresher, return_exceptions=True)
@@ -219,6 +248,8 @@ async def _serve(args, sources, store, registry, web_cfg, host, port) -> int:
         pusher.shutdown()
     if resolver is not None:
         resolver.stop()
+    if attributor is not None:
+        attributor.stop()
     await runner.cleanup()
     return 0
 
