@@ -54,6 +54,9 @@ generate: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_exporter.py
 	$(PY) benchmarks/bench_hami_cache.py
+	$(PY) benchmarks/bench_fragmentation.py
+	$(PY) benchmarks/bench_collector.py
+	$(PY) -m scheduler_events.simulate.validate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

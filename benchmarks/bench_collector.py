@@ -36,7 +36,7 @@ object on stdout:
 reports on what was fed; ``--logger-usage empty`` is a diagnostic that gives
 the decision logger no device usage, to show what the rest costs.
 
-Default run (about 3 minutes on 2 cores with the engine of 2026-11-29):
+Default run (about 10 seconds on 2 cores):
 ``python benchmarks/bench_collector.py`` (5,000 nodes, 2,000 pods).  Full size
 (issue 3; about 2.2 GB of stream; many hours with that engine, see
 docs/performance.md): ``python benchmarks/bench_collector.py --pods 100000``.  ``--stream FILE`` reuses
