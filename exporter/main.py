@@ -31,7 +31,8 @@ from accelscope.web import (
 from exporter.collect import SnapshotStore, SourceConfig, StoreCollector, collect_once, run_source_loop
 from exporter.render import RenderOptions
 
-SOURCES = ("nvml", "hami-vgpu", "mock", "replay")
+VENDOR_SOURCES = ("amd", "ascend", "hygon", "kunlunxin", "cambricon", "iluvatar", "metax", "moorethreads")
+SOURCES = ("auto", "nvml", "hami-vgpu", "mock", "replay") + VENDOR_SOURCES
 DEFAULT_LISTEN = "0.0.0.0:9417"
 DEFAULT_HAMI_DIR = "/usr/local/vgpu/containers"
 DEFAULT_POD_RESOURCES = "/var/lib/kubelet/pod-resources/kubelet.sock"
@@ -42,7 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config file; options go under 'exporter:' "
                    "(env ACCELSCOPE_EXPORTER_CONFIG)")
     p.add_argument("--source", default="nvml,hami-vgpu",
-                   help=f"comma-separated sources to run: {', '.join(SOURCES)}")
+                   help=f"comma-separated sources to run: {', '.join(SOURCES)}; 'auto' = the vendor backends whose "
+                   "device nodes are on this node (chosen by /dev and sysfs, not by tool name)")
+    p.add_argument("--host-root", default="/", metavar="DIR",
+                   help="where the host's /dev and /sys are visible (e.g. /host in a container)")
     p.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT to serve /metrics on")
     p.add_argument("--replay", metavar="PATH", help="file or directory of captured nvidia-smi output "
                    "for the replay source (-q -x XML, --query-gpu CSV, -L, --query-compute-apps)")
@@ -110,10 +114,26 @@ def build_sources(args: argparse.Namespace) -> list[SourceConfig]:
             raise ConfigError(f"config: exporter.sources.{name}: unknown option(s) {', '.join(sorted(bad))}; "
                               "valid: interval, timeout")
     out: list[SourceConfig] = []
+    expanded: list[str] = []
     for name in names:
-        if name == "nvml":
+        if name == "auto":
+            from exporter.sources.vendor_cli import detect_backends
+            found = [b.name for b in detect_backends(args.host_root)]
+            event("auto_sources", sources=found, host_root=args.host_root)
+            expanded += [n for n in found if n not in expanded]
+        elif name not in expanded:
+            expanded.append(name)
+    for name in expanded:
+        if name in VENDOR_SOURCES:
+            from exporter.sources.vendor_cli import BACKENDS, make_source
+            backend = next(b for b in BACKENDS if b.name == name)
+            opts = per_source.get(name, {}) or {}
+            timeout = float(opts.get("timeout", args.timeout))
+            tool_timeout = min(5.0, 0.9 * timeout / (1 + len(backend.extra_argv)))
+            src: Any = make_source(backend, root=args.host_root, timeout=tool_timeout)
+        elif name == "nvml":
             from exporter.sources.nvml import NvmlSource
-            src: Any = NvmlSource(per_process=args.per_process)
+            src = NvmlSource(per_process=args.per_process)
         elif name == "hami-vgpu":
             from exporter.sources.hami_vgpu import HamiVgpuSource
             src = HamiVgpuSource(args.hami_vgpu_dir, pod_resolver=_pod_resolver(args))

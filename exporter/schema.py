@@ -90,7 +90,8 @@ TEMPERATURE_LIMIT = MetricSpec(
 ERRORS = MetricSpec(
     "hw_errors_total", COUNTER, "{error}", DEV + (HW_TYPE, "error_type", "accel_error_source", "accel_xid_code"),
     "Errors seen by the device: error_type corrected/uncorrected (ECC, volatile) with accel_error_source, "
-    "or xid events with accel_xid_code.", "hw.errors", "counter",
+    "ecc when the tool does not say which (Cambricon cnmon), or xid events with accel_xid_code.", "hw.errors",
+    "counter",
     source="NVML ECC counters; NVML event API (XID critical errors).")
 STATUS = MetricSpec(
     "hw_status", GAUGE, "1", DEV + (HW_TYPE, "hw_state"),

@@ -77,7 +77,13 @@ def generate_dashboards() -> dict[str, str]:
     return generate()
 
 
-GENERATORS = [generate_metrics_doc, generate_alerts, generate_dashboards]
+def generate_capabilities() -> dict[str, str]:
+    from exporter.capabilities import generate
+
+    return generate()
+
+
+GENERATORS = [generate_metrics_doc, generate_capabilities, generate_alerts, generate_dashboards]
 
 
 def generate_all() -> dict[str, str]:

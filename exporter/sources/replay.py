@@ -38,7 +38,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from exporter.model import Device, Parsed, Problem, Slice, Snapshot
-from exporter.parsers import nvidia_smi_csv, nvidia_smi_list, nvidia_smi_text, nvidia_smi_xml
+from exporter.parsers import (
+    amd_smi,
+    cnmon,
+    hy_smi,
+    ixsmi,
+    mthreads_gmi,
+    mx_smi,
+    npu_smi,
+    nvidia_smi_csv,
+    nvidia_smi_list,
+    nvidia_smi_text,
+    nvidia_smi_xml,
+    xpu_smi,
+)
 
 #: Files larger than this are skipped with a ``too_large`` Problem.
 MAX_FILE_BYTES = nvidia_smi_xml.MAX_INPUT_CHARS
@@ -78,6 +91,15 @@ FORMATS: tuple[tuple[str, Callable[[str], bool], Callable[[str], Parsed], int], 
     ("nvidia-smi-list", _is_list, nvidia_smi_list.parse, 1),
     ("nvidia-smi-query-gpu", lambda head: _csv_kind(head) == "query-gpu", nvidia_smi_csv.parse_query_gpu, 2),
     ("nvidia-smi-compute-apps", lambda head: _csv_kind(head) == "compute-apps", nvidia_smi_csv.parse_compute_apps, 2),
+    ("amd-smi-metric-json", amd_smi.detect, amd_smi.parse, 3),
+    ("npu-smi-info", npu_smi.detect, npu_smi.parse, 2),
+    ("hy-smi", hy_smi.detect, hy_smi.parse, 2),
+    ("xpu-smi", xpu_smi.detect, xpu_smi.parse, 2),
+    ("cnmon", cnmon.detect, cnmon.parse, 2),
+    ("ixsmi", ixsmi.detect, ixsmi.parse, 2),
+    ("mx-smi", mx_smi.detect_table, mx_smi.parse_table, 2),
+    ("mx-smi-dmon", mx_smi.detect_dmon, mx_smi.parse_dmon, 1),
+    ("mthreads-gmi", mthreads_gmi.detect, mthreads_gmi.parse, 2),
 )
 
 
@@ -313,6 +335,8 @@ def _placeholder(hw_id: str) -> bool:
 
 
 def _same_device(a: Device, b: Device) -> bool:
+    if a.vendor != b.vendor:
+        return False  # two vendors' captures never describe the same device
     if a.hw_id == b.hw_id and _placeholder(a.hw_id):
         # a placeholder UUID: trust the PCI bus id and the model instead
         if a.pci_bus_id and b.pci_bus_id and a.pci_bus_id != b.pci_bus_id:
