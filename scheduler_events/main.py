@@ -40,6 +40,8 @@ from scheduler_events.api import routes
 from scheduler_events.decisions import DecisionEngine
 from scheduler_events.explain import explain
 from scheduler_events.fragmentation_view import FragmentationView
+from scheduler_events.leader import DEFAULT_LEASE_NAME, LeaderElector, LeaderGate, namespace_from_environment
+from scheduler_events.decisions import Change
 from scheduler_events.outputs.log import DecisionLogger
 from scheduler_events.outputs.metrics import CollectorMetrics
 from scheduler_events.pipeline import Pipeline, Recorder, any_of
@@ -76,6 +78,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of observed pods whose shapes form the target workload M (0-1]")
     p.add_argument("--fragmentation-top-nodes", type=int, default=20,
                    help="per-node fragmentation series for the N most fragmented nodes")
+    p.add_argument("--leader-elect", action="store_true",
+                   help="one of several replicas: only the holder of a coordination.k8s.io/v1 Lease writes --history "
+                   "and pushes traces; every replica serves /metrics and /api/v1 (needs --source kube)")
+    p.add_argument("--leader-election-namespace", default="", metavar="NS",
+                   help="namespace of the Lease (default: $POD_NAMESPACE, else the service account's namespace)")
+    p.add_argument("--leader-election-lease-name", default=DEFAULT_LEASE_NAME, metavar="NAME",
+                   help="name of the Lease")
     p.add_argument("--once", action="store_true",
                    help="with --source replay: replay, print /metrics to stdout and exit")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="log level")
@@ -131,17 +140,32 @@ class Collector:
         self.pipeline = Pipeline(self.engine)
         self.fragmentation = FragmentationView(self.engine, coverage=args.fragmentation_coverage,
                                                top_n=args.fragmentation_top_nodes)
+        self.elector: LeaderElector | None = None
         self.metrics = CollectorMetrics(self.engine, now=self.now, extra_stats=self._source_stats,
                                         synced=self._synced, lock=self.pipeline.lock,
-                                        fragmentation=self.fragmentation)
+                                        fragmentation=self.fragmentation, leader=self.is_leader)
         outputs: list[Any] = [self.metrics, DecisionLogger(lambda: self.engine)]
+        gated = getattr(args, "leader_elect", False)
         if self.history is not None:
-            outputs.append(_HistoryOutput(self.history))
+            out = _HistoryOutput(self.history)
+            outputs.append(LeaderGate(out, self.is_leader, on_gain=self._backfill_history,
+                                      on_loss=lambda o: o.store.flush()) if gated else out)
         if self.tracer is not None:
-            outputs.append(self.tracer)
+            outputs.append(LeaderGate(self.tracer, self.is_leader) if gated else self.tracer)
         self.pipeline.outputs = outputs
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.metrics)
+
+    def is_leader(self) -> bool:
+        """True without --leader-elect; with it, while this replica holds the Lease."""
+        if not getattr(self.args, "leader_elect", False):
+            return True
+        return self.elector is not None and self.elector.is_leader
+
+    def _backfill_history(self, out: Any) -> None:
+        """On takeover, write what the engine knows (upserts are idempotent)."""
+        now = self.now()
+        out.store.record_all(Change("filtered", t.decision, now) for t in self.engine.pods.values())
 
     def now(self) -> float:
         """Wall time live; in a replay, the time of the latest replayed object,
@@ -213,6 +237,11 @@ class _HistoryOutput:
 
 def run(args: argparse.Namespace) -> int:
     """Run the collector until SIGINT/SIGTERM (or, with --once, one replay)."""
+    if args.leader_elect:
+        if args.source != "kube":
+            raise ConfigError("--leader-elect needs --source kube")
+        if not (args.leader_election_namespace or namespace_from_environment()):
+            raise ConfigError("--leader-elect: set --leader-election-namespace (or POD_NAMESPACE)")
     if args.source == "replay":
         if not args.replay:
             raise ConfigError("--source replay needs --replay FILE")
@@ -265,6 +294,11 @@ async def _serve(col: Collector, web_cfg, host: str, port: int) -> int:
         except Exception as exc:  # noqa: BLE001 - kubernetes raises several config errors
             await runner.cleanup()
             raise ConfigError(f"cannot reach the Kubernetes API: {exc}") from exc
+        if args.leader_elect:
+            col.elector = LeaderElector(col.source.api_client,
+                                        namespace=args.leader_election_namespace or namespace_from_environment(),
+                                        name=args.leader_election_lease_name)
+            col.elector.start()
         worker = threading.Thread(target=col.pipeline.run_queue, args=(tstop,), daemon=True)
         worker.start()
         col.source.start(any_of(recorder, col.pipeline.submit) if recorder else col.pipeline.submit)
@@ -274,6 +308,12 @@ async def _serve(col: Collector, web_cfg, host: str, port: int) -> int:
     if col.source is not None:
         col.source.stop()
     await asyncio.to_thread(worker.join, 5)
+    if col.elector is not None:
+        if col.history is not None:
+            col.history.flush()  # commit what was recorded while leading
+        if col.tracer is not None and col.elector.is_leader:
+            await asyncio.to_thread(col.tracer.force_flush, 5000)
+        await asyncio.to_thread(col.elector.stop)  # step down and release the Lease
     await refresher
     if recorder is not None:
         recorder.close()

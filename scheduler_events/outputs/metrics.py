@@ -56,8 +56,9 @@ class CollectorMetrics(Collector):
     def __init__(self, engine: DecisionEngine, *, now: Callable[[], float],
                  extra_stats: Callable[[], dict[str, dict[str, int]]] | None = None,
                  synced: Callable[[], bool] | None = None, lock: threading.Lock | None = None,
-                 fragmentation: Any | None = None) -> None:
+                 fragmentation: Any | None = None, leader: Callable[[], bool] | None = None) -> None:
         self.engine = engine
+        self.leader = leader
         self.fragmentation = fragmentation
         self.now = now
         self.extra_stats = extra_stats
@@ -268,6 +269,9 @@ class CollectorMetrics(Collector):
             yield c
         g = GaugeMetricFamily(S.SYNCED.name, S.SYNCED.help)
         g.add_metric([], 1 if (self.synced is None or self.synced()) else 0)
+        yield g
+        g = GaugeMetricFamily(S.LEADER.name, S.LEADER.help)
+        g.add_metric([], 1 if (self.leader is None or self.leader()) else 0)
         yield g
 
 
