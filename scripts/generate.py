@@ -1,8 +1,9 @@
 """``make generate``: rebuild every generated file from its source.
 
-``docs/metrics.md`` from the schema modules; the alert rule file, the
-PrometheusRule manifest and ``docs/runbooks.md`` from ``alerts/``; the
-dashboards from ``dashboards/``.  Each generator
+``docs/metrics.md`` from the schema modules; ``docs/capabilities.md`` from
+the backends' declarations; the alert rule file, the PrometheusRule manifest
+and ``docs/runbooks.md`` from ``alerts/``; the dashboards from
+``dashboards/``; the Helm chart's copies of rules and dashboards.  Each generator
 is a pure function returning ``{relative path: text}`` so the staleness test
 can compare without writing.
 """
@@ -83,7 +84,14 @@ def generate_capabilities() -> dict[str, str]:
     return generate()
 
 
-GENERATORS = [generate_metrics_doc, generate_capabilities, generate_alerts, generate_dashboards]
+def generate_chart_copies() -> dict[str, str]:
+    from helm.generate import generate
+
+    return generate()
+
+
+GENERATORS = [generate_metrics_doc, generate_capabilities, generate_alerts, generate_dashboards,
+              generate_chart_copies]
 
 
 def generate_all() -> dict[str, str]:

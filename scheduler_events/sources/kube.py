@@ -6,6 +6,7 @@ in its own daemon thread:
 1. (optional kinds only) probe the API group's discovery document
    ``/apis/<group>/<version>``; a 404 or a missing resource means "not
    installed" and the kind is skipped quietly (``stats[kind]["skipped"] = 1``);
+   so is a 403 when listing it (RBAC does not grant it: the chart's toggles);
 2. list, paginated with ``limit`` → one ``ObjectEvent(kind, "SYNC", obj)``
    per object;
 3. watch from the list's ``metadata.resourceVersion`` with
@@ -419,6 +420,14 @@ class KubeSource:
                 except Exception as exc:  # noqa: BLE001 - every failure is counted and retried
                     if self._stopping.is_set():
                         break
+                    if isinstance(exc, ApiException) and exc.status == 403 and st.spec.optional:
+                        # RBAC does not grant this optional kind (e.g. the chart's volcano/dra toggles are
+                        # off): not following it is the intended state, not an outage
+                        st.phase = "skipped"
+                        self._count(st, "skipped")
+                        self._count(st, "errors_forbidden")
+                        log.info("kube source: %s: forbidden by RBAC; not following it", kind)
+                        return
                     if isinstance(exc, ApiException) and exc.status == 410:
                         self._count(st, "errors_expired")
                         need_list = True

@@ -612,3 +612,14 @@ def test_pod_is_relevant_false(pod):
 
 def test_kind_specs_cover_stream_kinds():
     assert set(KIND_SPECS) == set(KINDS)
+
+
+def test_optional_kind_forbidden_by_rbac_is_skipped_and_sync_completes(make_source):
+    """DRA and Volcano are followed only when RBAC grants them: a 403 on an
+    optional kind skips it, so /readyz does not wait for it forever."""
+    with FakeKubeAPI(volcano=True) as server:
+        server.fail_next(100, status=403, path="/apis/scheduling.volcano.sh/v1beta1/podgroups")
+        src, col, _ = make_source(server, kinds=("Pod", "PodGroup"))
+        assert src.wait_synced(5)
+        assert "PodGroup" in src.skipped
+        assert src.stats_snapshot()["PodGroup"].get("errors_forbidden") == 1
