@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from accelscope.generated import write_files
+
 from . import common, fleet, fragmentation, node_device, placements, tenants
 from .common import CONFIG, Config
 
@@ -184,15 +186,7 @@ def generate(config: Config = CONFIG) -> dict[str, str]:
 
 
 def main() -> int:
-    changed = 0
-    for rel, text in generate().items():
-        path = ROOT / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-            changed += 1
-            print(f"wrote {rel}")
-    print(f"dashboards: {changed} file(s) changed")
+    write_files(generate(), "dashboards")
     return 0
 
 

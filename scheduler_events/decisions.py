@@ -41,7 +41,6 @@ from scheduler_events.decoders.hami_events import (
     FilteringFailedReason,
     FilteringFailedSummary,
     FilteringSucceed,
-    NodeReasons,
     decode_hami_event,
     is_known_reason_code,
 )

@@ -386,8 +386,6 @@ def run_explain(args: argparse.Namespace) -> int:
         body = {"decision": d.to_dict(), "explanation": x.text, "facts": x.facts,
                 "history": engine.history(ns, name)}
     else:
-        import os
-
         base = collector_url(args.url)
         body = fetch_json(base, f"/api/v1/placements/{urllib.request.quote(ns)}/{urllib.request.quote(name)}")
         if body is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from accelscope.generated import write_files
 from accelscope.schema import render_markdown
 from exporter import schema as exporter_schema
 from scheduler_events import schema as collector_schema
@@ -103,15 +104,7 @@ def generate_all() -> dict[str, str]:
 
 
 def main() -> int:
-    changed = 0
-    for rel, text in generate_all().items():
-        path = ROOT / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-            changed += 1
-            print(f"wrote {rel}")
-    print(f"generate: {changed} file(s) changed")
+    write_files(generate_all(), "generate")
     return 0
 
 
