@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test generate venv system-deps bench clean help
 
 help:
-	@echo "make demo      run the exporter and the collector on the embedded default (mock node, real captures, a HAMi cluster dump)"
+	@echo "make demo      the whole stack on its embedded default: a simulated HAMi cluster -> collector + exporter"
 	@echo "make test      install everything needed and run every test"
 	@echo "make generate  rebuild generated files (docs/metrics.md ...)"
 	@echo "make bench     run the benchmarks (numbers go in docs/performance.md)"

@@ -274,7 +274,7 @@ def _fragmentation_alerts(ctx: _Ctx) -> Group:
                 "Run `accelscope fragmentation report`: it lists the blocked pods, the nodes holding the "
                 "scattered capacity and the repack estimate.",
                 "Run `accelscope explain NAMESPACE/POD` for a blocked pod: it shows per node why it did not "
-                "fit (e.g. every GPU lacks memory, the largest free share and where it is).",
+                "fit (e.g. GPUs lack free memory, the largest free share and where it is).",
                 "Check **Placement decisions** for the pods' rejection reasons over time.",
             ),
             mitigation=(

@@ -3,7 +3,8 @@
 * ``GET /api/v1/placements`` — decisions, newest first.  Query filters:
   ``namespace``, ``outcome`` (pending, placed, failed, deleted), ``reason``
   (primary reason code), ``node``, ``limit`` (default 100, max 1000).
-  Answer: ``{"items": [decision...], "count": n}``.
+  Answer: ``{"items": [decision...], "count": n, "total": matching, "truncated": bool}``;
+  a pod appears once, in its current state.
 * ``GET /api/v1/fragmentation`` — the fragmentation report (see
   ``accelscope fragmentation report --format json``).
 * ``GET /api/v1/placements/{namespace}/{pod}`` — one pod: ``{"decision":
@@ -51,9 +52,11 @@ def routes(pipeline: Pipeline, *, history: Any | None = None,
                      and (not q.get("reason") or d.primary_reason == q["reason"])
                      and (not q.get("node") or d.node == q["node"])]
             items.sort(key=lambda d: d.updated, reverse=True)
+            total = len(items)
             out = [d.to_dict() for d in items[:limit]]
+            known = {d.uid for d in pipeline.engine.decisions()}  # their current state wins over history
         if len(out) < limit and history is not None:
-            seen = {d["uid"] for d in out}
+            seen = set(known)
             try:
                 older = await asyncio.to_thread(history.query, namespace=q.get("namespace"), outcome=outcome,
                                                 reason=q.get("reason"), node=q.get("node"), limit=limit)
@@ -61,10 +64,13 @@ def routes(pipeline: Pipeline, *, history: Any | None = None,
                 return web.json_response({"items": out, "count": len(out), "warning": f"history unavailable: {exc}"},
                                          dumps=_dumps)
             for d in older:
-                if d["uid"] not in seen and len(out) < limit:
-                    out.append(d)
+                if d["uid"] not in seen:
+                    total += 1
+                    if len(out) < limit:
+                        out.append(d)
                     seen.add(d["uid"])
-        return web.json_response({"items": out, "count": len(out)}, dumps=_dumps)
+        return web.json_response({"items": out, "count": len(out), "total": total, "truncated": total > len(out)},
+                                 dumps=_dumps)
 
     async def one_placement(request: web.Request) -> web.Response:
         ns, name = request.match_info["namespace"], request.match_info["pod"]

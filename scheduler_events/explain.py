@@ -24,8 +24,8 @@ GIB = 1024**3
 
 #: reason code -> short phrase (what the node or its devices lacked)
 PHRASES = {
-    "CardInsufficientMemory": "every {dev} lacks memory",
-    "CardInsufficientCore": "every {dev} lacks free compute",
+    "CardInsufficientMemory": "{dev}s lack free memory",
+    "CardInsufficientCore": "{dev}s lack free compute",
     "CardTypeMismatch": "{dev} type mismatch",
     "CardUuidMismatch": "{dev} UUID not allowed by the pod's use/nouse-gpuuuid",
     "CardNotHealth": "{dev}s unhealthy",
@@ -143,7 +143,10 @@ def explain(d: PlacementDecision, usage: Any = None, now: float | None = None) -
             parts.append(f"{d.attempt} scheduling attempt{'s' if d.attempt != 1 else ''} failed"
                          + (f" ({d.reporter})." if d.reporter else "."))
         if d.nodes_total is not None:
-            parts.append(f"{d.nodes_fit or 0} of {d.nodes_total} nodes fit.")
+            counted = sum(r.nodes for r in d.rejections
+                          if r.code not in ("preemption_not_helpful", "no_preemption_victims"))
+            several = " (a node can give several reasons)" if counted > d.nodes_total else ""
+            parts.append(f"{d.nodes_fit or 0} of {d.nodes_total} nodes fit{several}.")
         for r in d.rejections:
             if r.code in ("preemption_not_helpful", "no_preemption_victims"):
                 continue
@@ -199,12 +202,19 @@ def _detail(r: Rejection, d: PlacementDecision, usage, dev: str, facts: dict[str
     nodes = set(r.node_names) or None
     if r.code == "CardInsufficientMemory" and req is not None:
         need = req.memory_bytes
+        if not need and req.core_ratio is None and req.memory_ratio is None:
+            return f"needs a whole {dev}"
         best = _largest_free(usage, nodes, "memory")
         out = f"needs {human_bytes(need)} per {dev}" if need else f"needs memory on each {dev}"
         if best is not None:
             free, node, index, uuid = best
             facts.update(largest_free_memory_bytes=free, largest_free_node=node, largest_free_device=uuid)
-            out += f"; the largest free is {human_bytes(free)} on {node} {dev} {index if index is not None else uuid}"
+            where = f"{node} {dev} {index if index is not None else uuid}"
+            if need and free >= need:
+                # that GPU has the memory but failed on another reason (HAMi counts one reason per GPU)
+                out += f"; the {dev}s with that much free memory, such as {where}, fail on another reason"
+            else:
+                out += f"; the largest free is {human_bytes(free)} on {where}"
         return out
     if r.code == "CardInsufficientCore" and req is not None:
         best = _largest_free(usage, nodes, "cores")
@@ -212,7 +222,11 @@ def _detail(r: Rejection, d: PlacementDecision, usage, dev: str, facts: dict[str
         if best is not None:
             free, node, index, uuid = best
             facts.update(largest_free_core_ratio=free, largest_free_node=node, largest_free_device=uuid)
-            out += f"; the largest free is {free:.0%} on {node} {dev} {index if index is not None else uuid}"
+            where = f"{node} {dev} {index if index is not None else uuid}"
+            if req.core_ratio and free >= req.core_ratio:
+                out += f"; the {dev}s with that much free compute, such as {where}, fail on another reason"
+            else:
+                out += f"; the largest free is {free:.0%} on {where}"
         return out.lstrip("; ")
     if r.code == "CardTypeMismatch":
         want = d.policies.get("nvidia.com/use-gputype")

@@ -92,6 +92,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     annotate_help(p, "collector")
 
 
+def replay_events(path: str | Path):
+    """``(stream, iterator)`` over a recorded file; ConfigError (one line)
+    when it can't be read or is neither format."""
+    stream = ReplayStream(path)
+    try:
+        return stream, iter(stream)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def _ratio(v: str) -> float:
     x = float(v)
     if not 0 < x <= 1:
@@ -186,10 +196,10 @@ class Collector:
 
     def replay(self, path: str, speed: float = 0.0, stop: threading.Event | None = None) -> int:
         """Feed a recorded file through the pipeline; returns events fed."""
-        stream = ReplayStream(path)
+        stream, events = replay_events(path)
         n = 0
         first_t = wall0 = None
-        for ev in stream:
+        for ev in events:
             if stop is not None and stop.is_set():
                 break
             if speed > 0 and ev.received:
@@ -247,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--source replay needs --replay FILE")
         if not Path(args.replay).is_file():
             raise ConfigError(f"--replay {args.replay}: no such file")
+        replay_events(args.replay)  # fail now, in one line, on a file that is neither format
     col = Collector(args)
     try:
         if args.once:
@@ -372,15 +383,15 @@ def run_explain(args: argparse.Namespace) -> int:
         if not Path(args.from_file).is_file():
             raise ConfigError(f"--from {args.from_file}: no such file")
         engine = DecisionEngine()
-        stream = ReplayStream(args.from_file)
+        _, events = replay_events(args.from_file)
         last = 0.0
-        for ev in stream:
+        for ev in events:
             engine.apply(ev)
             last = max(last, ev.received)
         d = engine.decision(ns, name)
         if d is None:
-            print(f"accelscope: {ns}/{name} not found in {args.from_file} (or it requests no accelerator)",
-                  file=sys.stderr)
+            print(f"accelscope: {ns}/{name} not found in {args.from_file} (the collector follows pods that request "
+                  "an accelerator, carry HAMi/Volcano annotations or use another scheduler)", file=sys.stderr)
             return 1
         x = explain(d, engine, last or None)
         body = {"decision": d.to_dict(), "explanation": x.text, "facts": x.facts,
@@ -423,7 +434,7 @@ def run_report(args: argparse.Namespace) -> int:
         if not Path(args.from_file).is_file():
             raise ConfigError(f"--from {args.from_file}: no such file")
         engine = DecisionEngine()
-        for ev in ReplayStream(args.from_file):
+        for ev in replay_events(args.from_file)[1]:
             engine.apply(ev)
         view = FragmentationView(engine, coverage=args.coverage, top_n=args.top)
         body = fragmentation_body(view)
@@ -463,12 +474,14 @@ def render_report(body: dict[str, Any], top: int = 10) -> str:
         lines.append(f"  {row['shape']}: {row['placeable']} more pod(s); {row['unplaceable_free_gpus']:.2f} free "
                      f"GPUs unusable for it")
     blocked = body["blocked_by_fragmentation"]
-    lines.append(f"Pending pods blocked by fragmentation: {', '.join(blocked) if blocked else 'none'}.")
+    shown = ", ".join(blocked[:top]) + (f" and {len(blocked) - top} more" if len(blocked) > top else "")
+    lines.append(f"Pending pods blocked by fragmentation (their request fits the cluster's free total but no "
+                 f"single node): {len(blocked)}{': ' + shown if blocked else ''}.")
     r = body.get("repack")
     if r:
         if r["unplaced_pods"]:
             lines.append(f"Repack by FGD: {r['unplaced_pods']} of {r['movable_pods']} movable pods would not fit "
-                         f"again; no estimate.")
+                         f"back into the cluster as it is, so a repack is not safe to estimate.")
         else:
             lines.append(f"Repack by FGD of {r['movable_pods']} movable pod(s) would recover "
                          f"{r['recovered_gpus']:.2f} GPUs ({r['fragmented_gpus_before']:.2f} -> "

@@ -103,6 +103,10 @@ FORMATS: tuple[tuple[str, Callable[[str], bool], Callable[[str], Parsed], int], 
 )
 
 
+#: documentation next to captures (README.md, SOURCES.md): never a tool's output, not counted
+_DOC_SUFFIXES = (".md", ".rst", ".html")
+
+
 def detect_format(text: str) -> str | None:
     """Name of the format ``text`` is in (see :data:`FORMATS`), or ``None``."""
     head = text[:_SNIFF_CHARS]
@@ -171,7 +175,8 @@ class ReplaySource:
         try:
             if self.path.is_dir():
                 return sorted(
-                    p for p in self.path.iterdir() if not p.name.startswith(".") and p.is_file()
+                    p for p in self.path.iterdir()
+                    if not p.name.startswith(".") and p.is_file() and p.suffix.lower() not in _DOC_SUFFIXES
                 )
             if self.path.is_file():
                 return [self.path]

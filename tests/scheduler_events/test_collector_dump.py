@@ -37,7 +37,7 @@ DUMP = ROOT / "scheduler_events" / "data" / "demo-cluster-dump.json"
 NOW = 1795169500.0  # the dump's latest timestamp, 2026-11-20T10:11:40Z
 GIB = 1024**3
 RANKER = ("ml/ranker-2 is pending for 11m 40s. 24 scheduling attempts failed (hami-scheduler). 0 of 4 nodes fit. "
-          "3 nodes: every GPU lacks memory (needs 20 GiB per GPU; the largest free is 16.4 GiB on gpu-node-a GPU 1). "
+          "3 nodes: GPUs lack free memory (needs 20 GiB per GPU; the largest free is 16.4 GiB on gpu-node-a GPU 1). "
           "1 node: not enough nvidia.com/gpu. Trace 7d4bf9c21e3a4b5c8d6e0f1a2b3c4d5e.")
 
 
@@ -283,7 +283,8 @@ def test_fragmentation_report_on_the_dump(capsys):
     assert set(body["repack"]) >= {"movable_pods", "recovered_gpus", "unplaced_pods"}
     assert main(["fragmentation", "report", "--from", str(DUMP)]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("Fragmentation rate ") and "Pending pods blocked by fragmentation: ml/ranker-2." in text
+    assert text.startswith("Fragmentation rate ")
+    assert "Pending pods blocked by fragmentation (their request fits the cluster's free total but no single node): 1: ml/ranker-2." in text
 
 
 def test_explain_against_a_server_that_is_not_a_collector(capsys):
@@ -306,3 +307,31 @@ def test_explain_against_a_server_that_is_not_a_collector(capsys):
     finally:
         srv.shutdown()
     assert "is not an accelscope collector" in capsys.readouterr().err
+
+
+def test_explain_never_quotes_a_free_amount_that_would_have_fit():
+    """HAMi counts one reason per GPU: when the GPU with the most free memory
+    failed on compute, saying "the largest free is 18 GiB" for a 10 GiB request
+    would contradict the reason."""
+    engine, _, _ = _replayed()
+    d = engine.decision("ml", "ranker-2")
+
+    class Usage:
+        def largest_free(self, nodes, what):
+            return (40 * GIB, "gpu-node-b", 1, "GPU-x") if what == "memory" else (0.1, "gpu-node-b", 1, "GPU-x")
+
+    text = explain(d, Usage(), NOW).text
+    assert "the largest free is 40 GiB" not in text
+    assert "the GPUs with that much free memory, such as gpu-node-b GPU 1, fail on another reason" in text
+
+
+async def test_api_list_says_when_it_is_truncated():
+    _, pipe, metrics = _replayed()
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(metrics)
+    app = build_app("collector", reg, ready=lambda: True, extra_routes=routes(pipe, now=lambda: NOW))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        body = await (await client.get("/api/v1/placements", params={"outcome": "pending", "limit": "1"})).json()
+        assert (body["count"], body["total"], body["truncated"]) == (1, 2, True)
+        body = await (await client.get("/api/v1/placements", params={"outcome": "pending"})).json()
+        assert (body["count"], body["total"], body["truncated"]) == (2, 2, False)
