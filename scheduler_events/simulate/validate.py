@@ -314,7 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             tie_break=args.tie_break, node_order=args.node_order, check_memory=not args.no_memory,
         )
     except (TraceError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = "" if args.trace_dir else (" (the trace is read from ../shared/trace/ beside the project; "
+                                          "point --trace-dir at your copy, or set ACCELSCOPE_SHARED)")
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - t0
     print(f"openb_pod_list_default on {NODE_FILE}: {len(seeds)} seed(s), {elapsed:.1f} s "
