@@ -7,9 +7,9 @@
 2. The **collector** (a child process) replays that stream at ``--speed``:
    placements, pending pods, fragmentation, the API and ``explain``.
 3. The **exporter** (this process) serves one simulated node: mock devices
-   with that node's GPU UUIDs and the vGPU slices of the pods placed on it
-   (so allocation and usage join on ``hw_id``), plus a replay of a real A100
-   MIG capture.
+   with that node's GPU UUIDs and indices and the vGPU slices of the pods
+   placed on it (so allocation and usage join on ``hw_id``).  The real
+   captures are exercised by ``accelscope exporter --source replay``.
 
 A one-line summary (replay progress, placed, pending, fragmentation rate) is
 refreshed while it runs.  Ports are checked first; the child dies with the
@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +130,7 @@ def exporter_inventory(result: Any, stream: Path) -> tuple[str, dict[str, Any]]:
                 idle_marked = True
             spec["vgpu"] = tenants
         specs.append(spec)
-    return node, {"devices": specs, "first_index": 1}
+    return node, {"devices": specs, "first_index": 0}  # the node's own GPU indices, as `explain` names them
 
 
 def _metric_sum(text: str, name: str) -> float:
@@ -164,7 +163,6 @@ def run_demo(listen: str, *, once: bool = False, speed: float = DEMO_SPEED) -> i
     """Run the demo until Ctrl-C (``once``: print one scrape of each and exit)."""
     from exporter.main import add_arguments, run
 
-    capture = resources.files("exporter") / "data" / "demo"
     host, port = parse_listen(listen)
     collector_listen = f"{host}:{port + 1}"
     with tempfile.TemporaryDirectory(prefix="accelscope-demo-") as state:
@@ -174,7 +172,9 @@ def run_demo(listen: str, *, once: bool = False, speed: float = DEMO_SPEED) -> i
         node, inventory = exporter_inventory(result, stream)
         p = argparse.ArgumentParser()
         add_arguments(p)
-        argv = ["--source", "mock,replay", "--replay", str(capture), "--listen", listen,
+        # the exporter is one simulated node: its GPUs carry that node's UUIDs and indices, so
+        # `explain`'s "GPU 5 on sim-g3-000" is accel_index="5" on the exporter
+        argv = ["--source", "mock", "--listen", listen,
                 "--node-name", node, "--interval", "5", "--log-format", "text", "--pod-uid-label"]
         if once:
             subprocess.run([sys.executable, "-m", "accelscope.cli", "collector", "--source", "replay", "--replay",
@@ -202,13 +202,13 @@ def run_demo(listen: str, *, once: bool = False, speed: float = DEMO_SPEED) -> i
             sim = (f"{result.nodes} nodes / {result.gpus} GPUs, {DEMO_PODS} pods, policy {result.policy}, "
                    f"{DEMO_SECONDS_PER_POD * DEMO_PODS / 60:.0f} simulated minutes at {speed:g}x")
             pending = sorted(result.pending)
-            example = f"sim/{pending[0]}" if pending else "sim/<pod>"
+            example = f"sim/{pending[0]}" if pending else "sim/<pod>"  # pending once the replay reaches it
             print(f"accelscope demo: a simulated HAMi cluster ({sim})\n"
-                  f"  exporter (node {node} + a replayed A100 MIG capture):  curl http://{host}:{port}/metrics\n"
+                  f"  exporter (node {node}):         curl http://{host}:{port}/metrics\n"
                   f"  collector:                      curl http://{collector_listen}/metrics\n"
                   f"                                  curl http://{collector_listen}/api/v1/placements?outcome=pending\n"
                   f"  why is a pod pending?           .venv/bin/accelscope explain {example} "
-                  f"--url http://{collector_listen}\n"
+                  f"--url http://{collector_listen}   (pending once the replay gets there)\n"
                   f"  fragmentation:                  .venv/bin/accelscope fragmentation report "
                   f"--url http://{collector_listen}\n"
                   f"  (Ctrl-C to stop)", flush=True)
