@@ -25,6 +25,7 @@ def build(config: c.Config = c.CONFIG):
     decisions = sel(C.DECISIONS)
     attempts = sel(C.ATTEMPTS)
     rejections = sel(C.REJECTIONS)
+    node_rejections = sel(C.NODE_REJECTIONS)
     pending = sel(C.PENDING, filters=NS)
     oldest = sel(C.OLDEST_PENDING, filters=NS)
     bad = c.steps((None, "green"), (1, "red"))
@@ -72,6 +73,12 @@ def build(config: c.Config = c.CONFIG):
                 [Q(by("sum", ["scheduler", "reason", "reason_source"], f"increase({rejections}[$__range])"),
                    title="Nodes rejected", decimals=0)],
                 labels=["scheduler", "reason", "reason_source"], w=6, sort_by="Nodes rejected"),
+        c.table("Rejections by node",
+                "Times each node was rejected in the selected range, by reason code, where the scheduler names "
+                "the nodes (HAMi FilteringFailed events; up to 32 nodes per reason per attempt).",
+                [Q(f"topk(50, {by('sum', ['k8s_node_name', 'reason'], f'increase({node_rejections}[$__range])')})",
+                   title="Rejections", decimals=0)],
+                labels=["k8s_node_name", "reason"], w=24, sort_by="Rejections"),
     ])
 
     running, bound = "created_to_running", "created_to_bound"

@@ -46,6 +46,11 @@ REJECTIONS = MetricSpec(
     "Node rejections in failed scheduling attempts, by bounded reason code (HAMi codes such as "
     "CardInsufficientMemory, kube-scheduler codes such as insufficient_resource; unknown ones as other).",
     source="FailedScheduling histogram, PodScheduled condition, HAMi FilteringFailed events.")
+NODE_REJECTIONS = MetricSpec(
+    "accel_placement_node_rejections_total", COUNTER, "{rejection}", (SCHEDULER, NODE, REASON),
+    "Rejections of named nodes in failed attempts, by node and reason code, where the scheduler names the nodes "
+    "(HAMi FilteringFailed events; at most 32 nodes per reason per attempt). One series per node and reason.",
+    source="HAMi FilteringFailed <k> nodes <Code>(<node>,...) events.")
 PHASE_DURATION = MetricSpec(
     "accel_placement_phase_duration_seconds", HISTOGRAM, "s", (SCHEDULER, PHASE),
     "Time between placement phases, in seconds (created_to_filtered, filtered_to_bound, bound_to_allocated, "
@@ -147,7 +152,7 @@ WORKLOAD = MetricSpec(
     "Popularity p_m of each shape in the target workload M (0-1; source observed or configured).",
     source="shapes of tracked pods, most frequent covering --fragmentation-coverage.")
 
-DECISION_FAMILIES = [ATTEMPTS, DECISIONS, REJECTIONS, PHASE_DURATION, PENDING, PENDING_POD, OLDEST_PENDING]
+DECISION_FAMILIES = [ATTEMPTS, DECISIONS, REJECTIONS, NODE_REJECTIONS, PHASE_DURATION, PENDING, PENDING_POD, OLDEST_PENDING]
 ALLOCATION_FAMILIES = [DEVICE_MEMORY_REGISTERED, DEVICE_MEMORY_ALLOCATED, DEVICE_CORES_REGISTERED,
                        DEVICE_CORES_ALLOCATED, DEVICE_SHARED, DEVICE_SHARE_LIMIT, DEVICE_HEALTHY, HANDSHAKE]
 LEADER = MetricSpec(

@@ -67,6 +67,7 @@ class CollectorMetrics(Collector):
         self.attempts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.decisions: collections.Counter[tuple[str, str]] = collections.Counter()
         self.rejections: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self.node_rejections: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self.phases: dict[tuple[str, str], _Histogram] = {}
         self.clock_skew = 0
         self._attempts_seen: dict[str, int] = {}
@@ -84,6 +85,8 @@ class CollectorMetrics(Collector):
                 for r in d.rejections:
                     if r.nodes:
                         self.rejections[(sched, r.code, r.source)] += r.nodes * delta
+                    for node in r.node_names:
+                        self.node_rejections[(sched, node, r.code)] += delta
         elif change.kind == "placed":
             self.attempts[(sched, "scheduled")] += 1
             self.decisions[(sched, "placed")] += 1
@@ -135,6 +138,11 @@ class CollectorMetrics(Collector):
         f = CounterMetricFamily(S.REJECTIONS.family_name, S.REJECTIONS.help, labels=S.REJECTIONS.labels)
         for (sched, reason, source), n in sorted(self.rejections.items()):
             f.add_metric([sched, reason, source], n)
+        yield f
+        f = CounterMetricFamily(S.NODE_REJECTIONS.family_name, S.NODE_REJECTIONS.help,
+                                labels=S.NODE_REJECTIONS.labels)
+        for (sched, node, reason), n in sorted(self.node_rejections.items()):
+            f.add_metric([sched, node, reason], n)
         yield f
         h = HistogramMetricFamily(S.PHASE_DURATION.name, S.PHASE_DURATION.help, labels=S.PHASE_DURATION.labels)
         for (sched, phase), hist in sorted(self.phases.items()):
