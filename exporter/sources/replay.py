@@ -260,6 +260,15 @@ def merge(results: list[tuple[int, int, Parsed]]) -> Parsed:
         for dev in parsed.devices:
             key = (-_richness(dev), -rank, order)
             group = next((g for g in groups if any(_same_device(dev, other) for _k, other in g)), None)
+            if group is not None and _fallback_id(dev) and all(k[2] != order for k, _ in group):
+                # only a per-node fallback id (vendor-kindN) links them, and they come from other files:
+                # two hosts' captures in one directory; keep both and say so
+                out.problems.append(Problem(
+                    kind="ambiguous_id",
+                    detail=f"{dev.hw_id}: two captures name a device with no UUID, serial or bus id the same way; "
+                           "kept apart (replay one host per directory)"))
+                dev = dataclasses.replace(dev, hw_id=f"{dev.hw_id}#{order}")
+                group = None
             if group is None:
                 groups.append([(key, dev)])
             else:
@@ -332,6 +341,12 @@ def merge(results: list[tuple[int, int, Parsed]]) -> Parsed:
             kept.memory_bytes = proc.memory_bytes
         kept.name = kept.name or proc.name
     return out
+
+
+def _fallback_id(dev: Device) -> bool:
+    """True when the device has no identity but its per-node index (no UUID,
+    serial or bus id): ``hygon-dcu0``."""
+    return not dev.serial and not dev.pci_bus_id and dev.hw_id[:4] not in ("GPU-", "MIG-")
 
 
 def _placeholder(hw_id: str) -> bool:

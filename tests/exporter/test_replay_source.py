@@ -199,14 +199,16 @@ def test_whole_fixture_directory_never_raises(vendor_smi):
     assert {d.model for d in snap.devices} >= {"NVIDIA H100 80GB HBM3", "NVIDIA L40S"}
     # every vendor's capture is recognised; devices of different vendors never merge (same bus ids).
     # The two hy-smi captures come from different hosts and print no bus id or UUID: their fallback
-    # ids (hygon-dcu0..3) coincide, so the 4-DCU host merges into the 8-DCU one (one host per replay dir).
+    # ids (hygon-dcu0..3) coincide, so they are kept apart (the later file's get "#<file order>") and
+    # each clash is counted as ambiguous_id (replay one host per directory).
     by_vendor = {}
     for d in snap.devices:
         by_vendor[d.vendor] = by_vendor.get(d.vendor, 0) + 1
-    assert by_vendor == {"nvidia": 4, "amd": 1, "huawei": 13, "hygon": 8, "kunlunxin": 8, "cambricon": 4,
+    assert by_vendor == {"nvidia": 4, "amd": 1, "huawei": 13, "hygon": 12, "kunlunxin": 8, "cambricon": 4,
                          "iluvatar": 17, "metax": 4}
     kinds = sorted(p.kind for p in snap.problems)
-    assert kinds == ["truncated"]  # the cut-off ixsmi process table (SOURCES.md is documentation: not read)
+    # the cut-off ixsmi process table, and the four clashing hygon ids (SOURCES.md is documentation: not read)
+    assert kinds == ["ambiguous_id"] * 4 + ["truncated"]
 
 
 def test_single_file_and_rereads_changes(vendor_smi, tmp_path):
