@@ -303,10 +303,11 @@ class EmitResult:
         cf = self.fragmentation()
         retried = f" ({self.retried_placements} after a retry)" if self.retried_placements else ""
         return (f"{self.policy} seed {self.seed}: {self.nodes} nodes / {self.gpus} GPUs, {self.arrived} pods: "
-                f"placed {self.placements}{retried}, failed {self.failures}, pending {len(self.pending)}, "
+                f"placed {self.placements}{retried}, failed attempts {self.failures}, still pending "
+                f"{len(self.pending)}, "
                 f"departed {len(self.departed)}; GPUs allocated {self.gpu_allocated_pct():.1f}%, "
-                f"fragmentation rate {100 * cf.rate():.1f}% ({cf.total_milli / 1000:.1f} of "
-                f"{cf.free_milli / 1000:.1f} free GPUs); {self.event_count} events, "
+                f"fragmentation rate {100 * cf.rate():.1f}% ({cf.total_milli / 1000:.2f} of "
+                f"{cf.free_milli / 1000:.2f} free GPUs); {self.event_count} events, "
                 f"{self.end - self.start:.0f} simulated s, {self.elapsed_s:.2f} s")
 
 
