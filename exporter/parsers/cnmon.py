@@ -7,7 +7,7 @@ CNMON v5.10.22 (2 x MLU370-X8, ``Driver`` in the banner, ``Bus-Id`` column,
 ``SR-IOV`` column where 5.10.22 prints ``Mode``.
 
 Format rules: the nvidia-smi-style box read by
-:func:`exporter.parsers.ixsmi.read_box_tables`: a banner (``CNMON
+:func:`exporter.parsers._box_table.read_box_tables`: a banner (``CNMON
 v5.10.22  Driver v5.10.22``), two header rows per card whose cells hold
 titles separated by 2+ spaces, the ``===`` rule, then two rows per card.
 Values pair with titles by order within each cell; nothing depends on
@@ -44,19 +44,14 @@ from __future__ import annotations
 
 import re
 
-from exporter.model import Device, Parsed, Problem, Slice
-from exporter.parsers.ixsmi import (
-    BoxTable,
+from exporter.model import Device, Parsed, Slice
+from exporter.parsers._box_table import (
     Values,
-    banner_pairs,
+    add_processes,
     block_record,
-    check_columns,
-    check_version,
     is_absent,
-    is_process_table,
-    no_table_problem,
-    parse_processes,
-    read_box_tables,
+    open_device_table,
+    read_temp_power_memory,
     strip_v,
     vendor_hw_id,
 )
@@ -106,14 +101,6 @@ def detect(text: str) -> bool:
     return _DETECT.search(text[:4096]) is not None
 
 
-def _device_table(tables: list[BoxTable]) -> BoxTable | None:
-    for table in tables:
-        titles = table.title_set()
-        if not is_process_table(table) and "card" in titles and titles & {"name", "bus-id", "memory-usage"}:
-            return table
-    return None
-
-
 def _slice_type(mode: str | None) -> str:
     text = (mode or "").lower()
     if "mim" in text:
@@ -126,17 +113,12 @@ def _slice_type(mode: str | None) -> str:
 def parse(text: str) -> Parsed:
     """Parse ``cnmon`` output into devices, VF/MIM slices and processes."""
     out = Parsed()
-    tables = read_box_tables(text)
-    table = _device_table(tables)
-    if table is None:
-        out.problems.append(no_table_problem(tables, TOOL))
+    opened = open_device_table(text, out, tool=TOOL, index_title="card", version_key="cnmon",
+                               known_majors=KNOWN_MAJORS, known_columns=KNOWN_COLUMNS)
+    if opened is None:
         return out
-    banner = banner_pairs(table.banner)
-    check_version(TOOL, banner.get("cnmon"), KNOWN_MAJORS, out.problems)
-    check_columns(table, KNOWN_COLUMNS, out.problems, TOOL)
-    if table.truncated:
-        out.problems.append(Problem("truncated", f"{TOOL}: device table ends early"))
-    banner_driver = strip_v(banner.get("driver"))
+    table = opened.table
+    banner_driver = strip_v(opened.banner.get("driver"))
 
     cards: dict[int, Device] = {}
     modes: dict[int, str | None] = {}
@@ -190,12 +172,7 @@ def parse(text: str) -> Parsed:
         ))
 
     parents = {card: dev.hw_id for card, dev in cards.items()}
-    for proc_table in tables:
-        if proc_table is table or not is_process_table(proc_table):
-            continue
-        if proc_table.truncated:
-            out.problems.append(Problem("truncated", f"{TOOL}: process table ends early"))
-        out.processes.extend(parse_processes(proc_table, parents, Values(out.problems, TOOL), TOOL))
+    add_processes(out, opened, parents, TOOL)
     return out
 
 
@@ -225,11 +202,5 @@ def _device(rec: dict[str, str], values: Values, card: int, banner_driver: str |
     if ecc is not None:
         dev.errors[("ecc", "total")] = ecc
     dev.fan_speed = values.num(rec.get("fan"), "ratio", "Fan")
-    temp = values.num(rec.get("temp"), "celsius", "Temp")
-    if temp is not None:
-        dev.temperatures["gpu"] = temp
-    dev.power_watts, dev.power_limit_watts = values.pair(rec.get("pwr:usage/cap"), "watts", "Pwr:Usage/Cap")
-    used, total = values.pair(rec.get("memory-usage"), "bytes", "Memory-Usage")
-    dev.memory_used_bytes = int(used) if used is not None else None
-    dev.memory_total_bytes = int(total) if total is not None else None
+    read_temp_power_memory(dev, rec, values)
     return dev

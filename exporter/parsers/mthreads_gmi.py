@@ -50,7 +50,7 @@ import re
 from typing import Any
 
 from exporter.model import Device, Parsed, Problem
-from exporter.parsers.ixsmi import Values, is_absent, vendor_hw_id
+from exporter.parsers._box_table import Values, is_absent, vendor_hw_id
 
 VENDOR = "moorethreads"
 KIND = "gpu"

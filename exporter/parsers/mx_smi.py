@@ -8,7 +8,7 @@ fixture that looks like real output) and ``mx-smi dmon --show-temperature
 --format csv -c 1`` (2 x MXC500; a test fixture).
 
 **Table** (:func:`parse_table`): the nvidia-smi-style box read by
-:func:`exporter.parsers.ixsmi.read_box_tables`, preceded by a ``mx-smi
+:func:`exporter.parsers._box_table.read_box_tables`, preceded by a ``mx-smi
 version: 2.2.8`` line and a ``MetaX System Management Interface Log``
 banner; the box banner carries ``Kernel Mode Driver Version`` and ``BIOS
 Version``.  Mapping: ``GPU`` -> ``index``; ``NAME`` -> ``model``; ``Bus-id``
@@ -59,18 +59,13 @@ import csv
 import re
 
 from exporter.model import Device, Parsed, Problem
-from exporter.parsers.ixsmi import (
-    BoxTable,
+from exporter.parsers._box_table import (
     Values,
-    banner_pairs,
+    add_processes,
     block_record,
-    check_columns,
-    check_version,
     is_absent,
-    is_process_table,
-    no_table_problem,
-    parse_processes,
-    read_box_tables,
+    open_device_table,
+    read_temp_power_memory,
     strip_v,
     vendor_hw_id,
 )
@@ -205,14 +200,6 @@ def merge_dmon(devices: list[Device], dmon: list[Device]) -> None:
 # --------------------------------------------------------------------------
 
 
-def _device_table(tables: list[BoxTable]) -> BoxTable | None:
-    for table in tables:
-        titles = table.title_set()
-        if not is_process_table(table) and "gpu" in titles and titles & {"name", "bus-id", "memory-usage"}:
-            return table
-    return None
-
-
 def _state(raw: str | None, values: Values) -> str:
     if is_absent(raw):
         return "ok"
@@ -229,18 +216,13 @@ def _state(raw: str | None, values: Values) -> str:
 def parse_table(text: str) -> Parsed:
     """Parse the ``mx-smi`` default table into devices and processes."""
     out = Parsed()
-    tables = read_box_tables(text)
-    table = _device_table(tables)
-    if table is None:
-        out.problems.append(no_table_problem(tables, TOOL))
-        return out
-    banner = banner_pairs(table.banner)
     tool_version = _TOOL_VERSION.search(text)
-    check_version(TOOL, tool_version.group(1) if tool_version else banner.get("mx-smi"), KNOWN_MAJORS,
-                  out.problems)
-    check_columns(table, KNOWN_COLUMNS, out.problems, TOOL)
-    if table.truncated:
-        out.problems.append(Problem("truncated", f"{TOOL}: device table ends early"))
+    opened = open_device_table(text, out, tool=TOOL, index_title="gpu", version_key="mx-smi",
+                               known_majors=KNOWN_MAJORS, known_columns=KNOWN_COLUMNS,
+                               version=tool_version.group(1) if tool_version else None)
+    if opened is None:
+        return out
+    table, banner = opened.table, opened.banner
     driver = strip_v(banner.get("kernel mode driver version") or banner.get("driver version"))
     bios = strip_v(banner.get("bios version"))
     parents: dict[int, str] = {}
@@ -268,22 +250,11 @@ def parse_table(text: str) -> Parsed:
         util = values.num(rec.get("gpu-util"), "ratio", "GPU-Util")
         if util is not None:
             dev.utilization["general"] = util
-        temp = values.num(rec.get("temp"), "celsius", "Temp")
-        if temp is not None:
-            dev.temperatures["gpu"] = temp
-        dev.power_watts, dev.power_limit_watts = values.pair(rec.get("pwr:usage/cap"), "watts", "Pwr:Usage/Cap")
-        used, total = values.pair(rec.get("memory-usage"), "bytes", "Memory-Usage")
-        dev.memory_used_bytes = int(used) if used is not None else None
-        dev.memory_total_bytes = int(total) if total is not None else None
+        read_temp_power_memory(dev, rec, values)
         dev.state = _state(rec.get("gpu-state"), values)
         out.devices.append(dev)
         parents[index] = dev.hw_id
-    for proc_table in tables:
-        if proc_table is table or not is_process_table(proc_table):
-            continue
-        if proc_table.truncated:
-            out.problems.append(Problem("truncated", f"{TOOL}: process table ends early"))
-        out.processes.extend(parse_processes(proc_table, parents, Values(out.problems, TOOL), TOOL))
+    add_processes(out, opened, parents, TOOL)
     return out
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from exporter.model import MIB
-from exporter.parsers import amd_smi, hy_smi, npu_smi, xpu_smi
+from exporter.parsers import hy_smi, npu_smi
 from exporter.sources import replay, vendor_cli
 from exporter.sources.vendor_cli import BACKENDS, AmdSmiLibrarySource, CliSource, detect_backends, make_source
 
@@ -276,30 +276,19 @@ def test_amdsmi_library_source(monkeypatch):
 
 # ---------------------------------------------------------------- replay wiring
 
-def test_replay_with_the_proposed_format_lines(vendor_smi, monkeypatch, tmp_path):
-    """The FORMATS lines proposed to the lead, applied here by monkeypatch."""
-    lines = (
-        ("amd-smi-metric-json", amd_smi.detect, amd_smi.parse, 3),
-        ("npu-smi-info", npu_smi.detect, npu_smi.parse, 2),
-        ("hy-smi", hy_smi.detect, hy_smi.parse, 2),
-        ("xpu-smi", xpu_smi.detect, xpu_smi.parse, 2),
-    )
-    formats = tuple(f for f in replay.FORMATS if f[0] not in {line[0] for line in lines}) + lines
-    monkeypatch.setattr(replay, "FORMATS", formats)
-    monkeypatch.setattr(replay, "_PARSERS", {n: (p, r) for n, _d, p, r in formats})
-    # only this module's captures: replay.merge today matches devices of
-    # different vendors by PCI bus id (Ascend 0000:01:00.0 vs the L40S), see report
+def test_replay_of_this_module_s_captures(vendor_smi, tmp_path):
+    """The replay source recognises the four vendors' captures by content."""
     captures = tmp_path / "captures"
     captures.mkdir()
     for path in vendor_smi.iterdir():
         if path.name.startswith(("amd-smi", "npu-smi", "hy-smi", "xpu-smi")):
             (captures / path.name).write_bytes(path.read_bytes())
     snap = replay.ReplaySource(captures, clock=lambda: 1.0).collect()
-    assert snap.problems == []
     by_vendor: dict[str, int] = {}
     for dev in snap.devices:
         by_vendor[dev.vendor] = by_vendor.get(dev.vendor, 0) + 1
-    # 8 classic + 5 A3 dies; the two hy-smi captures come from different hosts
-    # but name DCUs 0-3 alike (per-node ids), so replay merges those: 8, not 12
-    assert by_vendor == {"amd": 1, "huawei": 13, "hygon": 8, "kunlunxin": 8}
+    # 8 classic + 5 A3 dies; the two hy-smi captures come from different hosts and name DCUs 0-3
+    # alike (per-node ids): kept apart (8 + 4) and each clash counted
+    assert by_vendor == {"amd": 1, "huawei": 13, "hygon": 12, "kunlunxin": 8}
+    assert [p.kind for p in snap.problems] == ["ambiguous_id"] * 4
     assert len(snap.processes) == 3

@@ -1,4 +1,4 @@
-"""Iluvatar CoreX: the ``ixsmi`` parser (and the box-table reader it hosts)."""
+"""Iluvatar CoreX: the ``ixsmi`` parser (on the shared box-table reader, exporter/parsers/_box_table.py)."""
 
 from __future__ import annotations
 
