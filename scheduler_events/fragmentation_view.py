@@ -68,6 +68,9 @@ DEFAULT_MIX: tuple[tuple[Shape, float], ...] = (
     (Shape(4000, 1, 650), 3.1),
 )
 
+#: pods x nodes scored by one repack estimate, at most (a few seconds of pure Python)
+REPACK_BUDGET = 2_000_000
+
 _WHOLE_DEVICE = ("nvidia.com/gpu", "amd.com/gpu", "hygon.com/dcunum", "kunlunxin.com/xpu", "metax-tech.com/gpu",
                  "cambricon.com/vmlu", "mthreads.com/vgpu", "enflame.com/gcu")
 
@@ -122,6 +125,8 @@ class FragmentationView:
         self.min_pods = min_pods
         self.fallback = Workload.from_weights(list(fallback))
         self.top_n = top_n
+        #: pods x nodes one repack estimate may score (None = no limit, for offline reports)
+        self.repack_budget: int | None = REPACK_BUDGET
         self.workload = self.fallback
         self.workload_source = "configured"
         self.cluster = ClusterFragmentation(self.workload)
@@ -261,6 +266,13 @@ class FragmentationView:
                    if t.decision.outcome == "placed" and not t.terminated and t.decision.owner_kind
                    and t.decision.node in self.states and t.decision.devices}
         before = self.cluster.total_milli / 1000
+        budget = self.repack_budget
+        if budget is not None and len(movable) * max(1, len(self.states)) > budget:
+            # FGD scores every node for every pod: beyond this the estimate would hold the pipeline for long
+            return {"movable_pods": len(movable), "replaced_pods": 0, "unplaced_pods": 0,
+                    "fragmented_gpus_before": before, "fragmented_gpus_after": before, "recovered_gpus": 0.0,
+                    "skipped": f"{len(movable)} movable pods x {len(self.states)} nodes is over the inline budget "
+                               f"({budget:,} placements scored); run the report offline (--from a dump)"}
         saved_usage = self._usage
         try:
             keep = {uuid: dict(u) for uuid, u in saved_usage.items()}

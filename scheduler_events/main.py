@@ -437,6 +437,7 @@ def run_report(args: argparse.Namespace) -> int:
         for ev in replay_events(args.from_file)[1]:
             engine.apply(ev)
         view = FragmentationView(engine, coverage=args.coverage, top_n=args.top)
+        view.repack_budget = None  # offline: take the time it takes
         body = fragmentation_body(view)
     else:
         body = fetch_json(collector_url(args.url), "/api/v1/fragmentation")
@@ -479,7 +480,9 @@ def render_report(body: dict[str, Any], top: int = 10) -> str:
                  f"single node): {len(blocked)}{': ' + shown if blocked else ''}.")
     r = body.get("repack")
     if r:
-        if r["unplaced_pods"]:
+        if r.get("skipped"):
+            lines.append(f"Repack by FGD: not estimated ({r['skipped']}).")
+        elif r["unplaced_pods"]:
             lines.append(f"Repack by FGD: {r['unplaced_pods']} of {r['movable_pods']} movable pods would not fit "
                          f"back into the cluster as it is, so a repack is not safe to estimate.")
         else:

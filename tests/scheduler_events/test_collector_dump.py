@@ -335,3 +335,16 @@ async def test_api_list_says_when_it_is_truncated():
         assert (body["count"], body["total"], body["truncated"]) == (1, 2, True)
         body = await (await client.get("/api/v1/placements", params={"outcome": "pending"})).json()
         assert (body["count"], body["total"], body["truncated"]) == (2, 2, False)
+
+
+def test_repack_estimate_is_bounded_inline():
+    from scheduler_events.fragmentation_view import FragmentationView
+
+    engine, _, _ = _replayed()
+    view = FragmentationView(engine, min_pods=3)
+    view.refresh()
+    view.repack_budget = 1
+    r = view.repack_estimate()
+    assert "over the inline budget" in r["skipped"] and r["recovered_gpus"] == 0.0
+    view.repack_budget = None
+    assert "skipped" not in view.repack_estimate()
