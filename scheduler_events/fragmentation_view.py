@@ -330,12 +330,17 @@ class FragmentationView:
             summ.placeable.append({"shape": shape_label(s), "popularity": p, "placeable": placeable.get(s, 0),
                                    "unplaceable_free_gpus": unplaceable_free(nodes, s) / 1000})
         median = self._device_memory_median()
+        blocked: dict[Shape, bool] = {}  # pending pods share a few shapes: one cluster scan per shape
         for t in self.engine.pods.values():
             d = t.decision
             if d.outcome != "pending":
                 continue
             s = self.shape_of(d, median)
-            if s is not None and s.num_gpu > 0 and blocked_by_fragmentation(nodes, s):
+            if s is None or s.num_gpu == 0:
+                continue
+            if s not in blocked:
+                blocked[s] = blocked_by_fragmentation(nodes, s)
+            if blocked[s]:
                 summ.blocked_pods.append(f"{d.namespace}/{d.name}")
         summ.workload = [{"shape": shape_label(s), "popularity": p} for s, p in self.workload.shapes]
         summ.workload_source = self.workload_source
