@@ -56,7 +56,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .common import DecodeError, error, never_raises, parse_go_bool, parse_go_int, parse_rfc3339
 

@@ -42,7 +42,8 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .common import DecodeError, error, never_raises, parse_rfc3339
 from .hami_events import NodeReasons, decode_node_reasons, looks_like_node_reasons

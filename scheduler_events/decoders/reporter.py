@@ -32,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .common import DecodeError, error, never_raises, parse_rfc3339
 

@@ -39,7 +39,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping, Union
+from collections.abc import Mapping
+from typing import Any, Union
 
 from .common import DecodeError, error, never_raises, parse_rfc3339
 from .kube_scheduler import FailedScheduling, decode_failed_scheduling
