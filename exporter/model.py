@@ -90,6 +90,9 @@ class Device:
     utilization: dict[str, float] = field(default_factory=dict)
     memory_used_bytes: int | None = None
     memory_total_bytes: int | None = None
+    #: capacity ratio 0..1 when the tool prints only a percentage (Hygon VRAM%); used for
+    #: hw_gpu_memory_utilization_ratio only when the byte counts are missing
+    memory_utilization: float | None = None
     memory_bandwidth_utilization: float | None = None
     power_watts: float | None = None
     power_limit_watts: float | None = None

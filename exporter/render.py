@@ -134,8 +134,10 @@ def _render_device(f: _Families, d: Device, node: str, opts: RenderOptions) -> N
         f.add(S.GPU_MEMORY_USAGE, base, d.memory_used_bytes)
     if d.memory_total_bytes is not None:
         f.add(S.GPU_MEMORY_LIMIT, base, d.memory_total_bytes)
-        if d.memory_used_bytes is not None and d.memory_total_bytes > 0:
-            f.add(S.GPU_MEMORY_UTILIZATION, base, min(1.0, d.memory_used_bytes / d.memory_total_bytes))
+    if d.memory_used_bytes is not None and d.memory_total_bytes:
+        f.add(S.GPU_MEMORY_UTILIZATION, base, min(1.0, d.memory_used_bytes / d.memory_total_bytes))
+    elif d.memory_utilization is not None:
+        f.add(S.GPU_MEMORY_UTILIZATION, base, min(1.0, max(0.0, d.memory_utilization)))
     if d.memory_bandwidth_utilization is not None:
         f.add(S.MEMORY_BANDWIDTH, base, d.memory_bandwidth_utilization)
     for (link, direction), v in sorted(d.io_bytes.items()):

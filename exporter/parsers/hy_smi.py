@@ -42,8 +42,8 @@ for junction, ``memory``); ``AvgPwr`` -> ``power_watts``; ``PwrCap`` ->
 ``power_limit_watts``; ``DCU%``/``HCU%`` -> ``utilization["general"]``,
 ``Dec%``/``Enc%`` -> ``decoder``/``encoder``; VRAM bytes from detail lines
 -> ``memory_used_bytes``/``memory_total_bytes``.  ``VRAM%`` is a capacity
-ratio without byte counts: the model has no field for a bare ratio, so it
-is validated and dropped (see the report to the lead).  ``Perf`` and
+ratio without byte counts -> ``memory_utilization`` (rendered as
+``hw_gpu_memory_utilization_ratio`` when no bytes are known).  ``Perf`` and
 ``Mode`` are descriptive and dropped.  ``model`` is the card series from a
 detail line when printed, else empty.
 
@@ -259,7 +259,7 @@ def _device(index: int, record: dict[str, tuple[str, str | None]], bus: str | No
         value = num(field, "ratio")
         if value is not None:
             dev.utilization[task] = value
-    num("vram_ratio", "ratio")  # validated only: capacity ratio without bytes (no model field)
+    dev.memory_utilization = num("vram_ratio", "ratio")  # capacity; render prefers bytes when present
     for field, kind in (("sclk", "hz"), ("mclk", "hz")):
         value = num(field, kind)
         if value is not None:

@@ -42,8 +42,22 @@ def test_loaded_8dcu_capture(vendor_smi):
         assert (dev.hw_id, dev.name, dev.index) == (f"hygon-dcu{index}", f"dcu{index}", index)
         assert (dev.vendor, dev.kind, dev.model) == ("hygon", "dcu", "")
         assert dev.power_watts == 8.0 and dev.power_limit_watts == 600.0
-        # VRAM% is a capacity ratio without bytes: no memory reported
+        # VRAM% is a capacity ratio without bytes: the ratio, and no byte counts
         assert dev.memory_used_bytes is None and dev.memory_total_bytes is None
+    assert [d.memory_utilization for d in parsed.devices] == [0.87] + [0.85] * 7
+
+
+def test_vram_percentage_becomes_the_memory_utilization_ratio(vendor_smi):
+    """Rendered: hw_gpu_memory_utilization_ratio from VRAM% (no bytes, so no usage/limit series)."""
+    from exporter.model import Snapshot
+    from exporter.render import RenderOptions, render_families
+
+    parsed = hy_smi.parse((vendor_smi / LOADED).read_text())
+    fams = {f.name: f for f in render_families([Snapshot("hygon", 1.0, devices=parsed.devices)], [],
+                                                RenderOptions(node_name="n"))}
+    ratios = {s.labels["hw_name"]: s.value for s in fams["hw_gpu_memory_utilization_ratio"].samples}
+    assert ratios["dcu0"] == 0.87 and ratios["dcu7"] == 0.85
+    assert "hw_gpu_memory_usage_bytes" not in fams
 
 
 def test_k100_idle_capture(vendor_smi):
