@@ -94,11 +94,13 @@ def parse_sources(value: str) -> list[str]:
     return names
 
 
-def build_sources(args: argparse.Namespace) -> list[SourceConfig]:
+def build_sources(args: argparse.Namespace, resolver: Any = None) -> list[SourceConfig]:
     """Instantiate the selected sources with their loop settings.
 
     Per-source ``interval``/``timeout`` may be set in the config file under
-    ``exporter: {sources: {nvml: {interval: 5}}}``.  Raises ConfigError.
+    ``exporter: {sources: {nvml: {interval: 5}}}``.  ``resolver``: a
+    :class:`PodNameResolver` for HAMi vGPU pod names (see :func:`build_pod_resolver`).
+    Raises ConfigError.
     """
     names = parse_sources(args.source)
     sections = getattr(args, "config_sections", {}) or {}
@@ -136,7 +138,7 @@ def build_sources(args: argparse.Namespace) -> list[SourceConfig]:
             src = NvmlSource(per_process=args.per_process)
         elif name == "hami-vgpu":
             from exporter.sources.hami_vgpu import HamiVgpuSource
-            src = HamiVgpuSource(args.hami_vgpu_dir, pod_resolver=_pod_resolver(args))
+            src = HamiVgpuSource(args.hami_vgpu_dir, pod_resolver=resolver.lookup if resolver else None)
         elif name == "mock":
             from exporter.sources.mock import MockSource
             inventory = None
@@ -166,36 +168,33 @@ def build_sources(args: argparse.Namespace) -> list[SourceConfig]:
     return out
 
 
-_resolver_cache: dict[str, Any] = {}
-
-
-def _pod_resolver(args: argparse.Namespace):
+def build_pod_resolver(args: argparse.Namespace):
+    """The node's pod list through the Kubernetes API (``--kube-api``), or
+    None: it names HAMi vGPU pods and feeds the PodResources fallback."""
     if args.kube_api == "off":
         return None
     if args.kube_api == "auto" and not os.environ.get("KUBERNETES_SERVICE_HOST"):
         return None
     from exporter.attribution.k8s_pods import PodNameResolver
-    resolver = PodNameResolver(node_name=args.node_name)
-    _resolver_cache["resolver"] = resolver
-    return resolver.lookup
+
+    return PodNameResolver(node_name=args.node_name)
 
 
-def build_attributor(args: argparse.Namespace):
+def build_attributor(args: argparse.Namespace, resolver: Any = None):
     """The kubelet PodResources attributor, when its socket exists (or was
-    asked for explicitly); None otherwise."""
+    asked for explicitly); None otherwise.  Its annotation fallback reads the
+    resolver's pod list (no second API list)."""
     sock = args.pod_resources_socket
     if not sock or sock == "off":
         return None
     if not os.path.exists(sock) and sock == DEFAULT_POD_RESOURCES:
         return None  # not on a Kubernetes node: nothing to attribute through
-    from exporter.attribution.podresources import DeviceAttributor, kube_pod_lister
+    from exporter.attribution.podresources import DeviceAttributor
 
-    lister = None
-    if args.kube_api == "on" or (args.kube_api == "auto" and os.environ.get("KUBERNETES_SERVICE_HOST")):
-        lister = kube_pod_lister(args.node_name)
     if args.attribution_interval <= 0:
         raise ConfigError("--attribution-interval must be > 0 seconds")
-    return DeviceAttributor(socket=sock, interval=args.attribution_interval, list_pods=lister)
+    return DeviceAttributor(socket=sock, interval=args.attribution_interval,
+                            list_pods=resolver.pods if resolver is not None else None)
 
 
 def render_options(args: argparse.Namespace) -> RenderOptions:
@@ -211,12 +210,15 @@ def make_registry(store: SnapshotStore, opts: RenderOptions) -> CollectorRegistr
 
 def run(args: argparse.Namespace) -> int:
     """Run the exporter until SIGINT/SIGTERM.  Returns the exit status."""
-    sources = build_sources(args)
-    attributor = build_attributor(args)
+    resolver = build_pod_resolver(args)
+    sources = build_sources(args, resolver)
+    attributor = build_attributor(args, resolver)
     store = SnapshotStore(attributor=attributor)
     opts = render_options(args)
     registry = make_registry(store, opts)
     if args.once:
+        if resolver is not None:
+            resolver.refresh_once()
         if attributor is not None:
             attributor.refresh()
         collect_once([c.source for c in sources], store)
@@ -231,10 +233,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     web_cfg = web_config_from_option(args.web_config)
     host, port = parse_listen(args.listen)
-    return asyncio.run(_serve(args, sources, store, registry, web_cfg, host, port, attributor))
+    return asyncio.run(_serve(args, sources, store, registry, web_cfg, host, port, attributor, resolver))
 
 
-async def _serve(args, sources, store, registry, web_cfg, host, port, attributor=None) -> int:
+async def _serve(args, sources, store, registry, web_cfg, host, port, attributor=None, resolver=None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -256,7 +258,6 @@ async def _serve(args, sources, store, registry, web_cfg, host, port, attributor
         from exporter.otlp import OtlpPusher
         pusher = OtlpPusher(store, render_options(args), args.otlp_endpoint, args.otlp_interval)
         pusher.start()
-    resolver = _resolver_cache.get("resolver")
     if resolver is not None:
         resolver.start()
     if attributor is not None:

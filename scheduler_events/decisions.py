@@ -243,17 +243,6 @@ class DecisionEngine:
         """Every tracked decision plus the finished ones still remembered."""
         return [t.decision for t in self.pods.values()] + list(self.finished.values())
 
-    def active_allocations(self) -> list[tuple[PlacementDecision, DeviceAllocation]]:
-        """Devices held by pods bound to a node that have not terminated
-        (as HAMi's own accounting does: from the allocation annotations)."""
-        out = []
-        for t in self.pods.values():
-            d = t.decision
-            # HAMi keeps counting a pod whose Allocate failed until it is deleted
-            if d.node and d.outcome in ("placed", "failed") and not t.terminated:
-                out.extend((d, a) for a in d.devices)
-        return out
-
     # ------------------------------------------------------------------ pods
     def _now(self, ev: ObjectEvent) -> float:
         if ev.received:

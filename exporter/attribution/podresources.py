@@ -86,9 +86,10 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from accelscope.logs import event
+from exporter.attribution.k8s_pods import ListPods, PodInfo, kube_pod_lister  # noqa: F401 - re-exported
 from exporter.model import Attribution, Device, Slice, Snapshot
 from exporter.render import SourceStats
 
@@ -257,45 +258,7 @@ def _pod_from_pb(p) -> PodAllocation:
 # -- pod list (HAMi annotation fallback) ------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PodInfo:
-    """One pod of the optional pod list: identity, container names in spec
-    order, and annotations (only the HAMi ``*-devices-allocated`` ones are
-    read)."""
-
-    uid: str
-    namespace: str
-    name: str
-    containers: tuple[str, ...] = ()
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-
-ListPods = Callable[[], "list[PodInfo]"]
-
-
-def kube_pod_lister(node_name: str, request_timeout: float = 10.0) -> ListPods:
-    """A ``list_pods`` for :class:`DeviceAttributor` backed by the
-    Kubernetes API (in-cluster config, else ~/.kube/config), limited to the
-    pods bound to ``node_name``.  The client is created on the first call."""
-    api = None
-
-    def list_pods() -> list[PodInfo]:
-        nonlocal api
-        if api is None:
-            from kubernetes import client, config
-
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-            api = client.CoreV1Api()
-        selector = f"spec.nodeName={node_name}" if node_name else None
-        pods = api.list_pod_for_all_namespaces(field_selector=selector, _request_timeout=request_timeout)
-        return [PodInfo(p.metadata.uid, p.metadata.namespace, p.metadata.name,
-                        tuple(c.name for c in (p.spec.containers or [])),
-                        dict(p.metadata.annotations or {})) for p in pods.items]
-
-    return list_pods
+# PodInfo, ListPods and kube_pod_lister live in exporter.attribution.k8s_pods (one lister per node)
 
 
 _HAMI_ANNOTATION = re.compile(r"^(?:hami\.io|4pd\.io)/[\w.-]+-devices-allocated$")
