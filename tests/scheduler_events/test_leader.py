@@ -641,3 +641,35 @@ def test_default_identity_is_unique():
     a = LeaderElector(k8s.ApiClient(), namespace=NS)
     b = LeaderElector(k8s.ApiClient(), namespace=NS)
     assert a.identity != b.identity and "_" in a.identity
+
+
+def test_collector_gates_history_on_leadership(tmp_path):
+    """main.Collector with --leader-elect: history is written only while leading."""
+    import argparse as _argparse
+    from pathlib import Path
+
+    from scheduler_events.main import Collector, add_arguments
+    from scheduler_events.sources.replay import ReplayStream
+
+    p = _argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--leader-elect", "--history", str(tmp_path / "h.db"), "--source", "kube"])
+    col = Collector(args)
+    dump = Path(__file__).resolve().parents[2] / "scheduler_events" / "data" / "demo-cluster-dump.json"
+    try:
+        assert col.is_leader() is False  # no elector yet: a follower
+        for ev in ReplayStream(dump):
+            col.pipeline.feed(ev)
+        col.history.flush()
+        assert col.history.query(limit=100) == []
+
+        class Leading:
+            is_leader = True
+
+        col.elector = Leading()
+        assert col.is_leader() is True
+        col.pipeline.tick()  # the gate notices the takeover and backfills
+        col.history.flush()
+        assert {d["name"] for d in col.history.query(outcome="pending", limit=100)} == {"ranker-2", "train-8x"}
+    finally:
+        col.close()
